@@ -1,0 +1,12 @@
+# The README's commands. `make install` is idempotent (pip's wheel cache).
+PY := .venv/bin/python
+
+.PHONY: install test quickstart
+install:
+	bash tools/install.sh
+
+test:
+	$(PY) -m pytest -q tests
+
+quickstart:
+	bash tools/quickstart.sh

@@ -1,0 +1,8 @@
+"""eca-mmdet: ECA-ResNet backbones for MMDetection 3.x.
+
+``import eca_mmdet`` (or ``custom_imports=dict(imports=['eca_mmdet'])`` in a
+config) registers the backbone, layers and hooks in mmdet's registries.
+"""
+from . import models  # noqa: F401  (registers ECAResNet, ECALayer)
+
+__version__ = '0.1.0'

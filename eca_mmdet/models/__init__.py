@@ -1,0 +1,9 @@
+"""Models: the ECA layer and ECA-ResNet backbones (registered in mmdet's MODELS)."""
+from .eca import ECALayer, adaptive_kernel_size, eca_reference
+from .ecaresnet import (ARCH_PRESETS, ECABasicBlock, ECABottleneck, ECAResNet,
+                        stage_out_channels)
+
+__all__ = [
+    'ECALayer', 'adaptive_kernel_size', 'eca_reference', 'ARCH_PRESETS',
+    'ECABasicBlock', 'ECABottleneck', 'ECAResNet', 'stage_out_channels'
+]

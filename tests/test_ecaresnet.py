@@ -1,0 +1,194 @@
+"""The ECA layer and the ECAResNet backbone against mmdet's ResNet."""
+import pytest
+import torch
+from mmdet.models.backbones import ResNet, ResNeXt
+from mmdet.registry import MODELS
+
+import eca_mmdet  # noqa: F401  (registers ECAResNet / ECALayer)
+from eca_mmdet.models import (ARCH_PRESETS, ECALayer, ECAResNet,
+                              adaptive_kernel_size, eca_reference,
+                              stage_out_channels)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('channels,k', [(64, 3), (128, 5), (256, 5),
+                                        (512, 5), (1024, 5), (2048, 7),
+                                        (8, 3), (2, 3)])
+def test_adaptive_kernel_size(channels, k):
+    # t = int(|(log2 C + 1) / 2|), odd, at least 3
+    assert adaptive_kernel_size(channels) == k
+
+
+def test_eca_layer_matches_paper_form():
+    torch.manual_seed(0)
+    eca = ECALayer(256)
+    assert eca.k_size == 5 and eca.conv.padding == (2, )
+    x = torch.randn(2, 256, 7, 9)
+    torch.testing.assert_close(eca(x), eca_reference(x, eca.conv.weight))
+    identity = torch.randn_like(x)
+    torch.testing.assert_close(eca.forward_residual(x, identity),
+                               identity + eca_reference(x, eca.conv.weight))
+
+
+@pytest.mark.parametrize('bad', [0, -3, 4, 2.5, True])
+def test_eca_layer_rejects_bad_k(bad):
+    with pytest.raises(ValueError, match='odd'):
+        ECALayer(64, bad)
+
+
+@pytest.mark.parametrize('depth,k,extra', [
+    (50, (3, 5, 5, 7), 80),
+    (50, None, 86),
+    (101, (3, 3, 5, 7), 157),
+    (18, (3, 5, 7, 7), 2 * (3 + 5 + 7 + 7)),
+])
+def test_parameter_overhead(depth, k, extra):
+    eca = MODELS.build(dict(type='ECAResNet', depth=depth, eca_k_size=k))
+    assert n_params(eca) - n_params(ResNet(depth=depth)) == extra
+
+
+def _halved_last_norm_resnet(eca: ECAResNet) -> ResNet:
+    """mmdet's ResNet carrying eca's weights with each block's last norm
+    affine halved: what eca computes when every ECA gate is 0.5."""
+    plain = ResNet(depth=eca.depth).double()
+    plain.eval()  # mmdet's ResNet.train() returns None: no chaining
+    state = {k: v.clone() for k, v in eca.state_dict().items()
+             if '.eca.' not in k}
+    last = 'bn3' if eca.depth >= 50 else 'bn2'
+    for key in state:
+        parts = key.split('.')
+        if (key.startswith('layer') and parts[2] == last
+                and parts[3] in ('weight', 'bias')):
+            state[key] = state[key] / 2
+    plain.load_state_dict(state, strict=True)
+    return plain
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_zero_eca_equals_halved_resnet(depth):
+    torch.manual_seed(depth)
+    eca = ECAResNet(depth=depth, zero_init_residual=False).double()
+    eca.init_weights()
+    with torch.no_grad():
+        for name, p in eca.named_parameters():
+            if name.endswith('eca.conv.weight'):
+                p.zero_()
+            elif 'bn' in name or 'downsample.1' in name:
+                p.uniform_(0.5, 1.5) if name.endswith('weight') else \
+                    p.uniform_(-0.2, 0.2)
+        for name, b in eca.named_buffers():
+            if name.endswith('running_mean'):
+                b.uniform_(-0.1, 0.1)
+            elif name.endswith('running_var'):
+                b.uniform_(0.5, 1.5)
+    eca.eval()
+    plain = _halved_last_norm_resnet(eca)
+    x = torch.randn(2, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        outs_eca, outs_plain = eca(x), plain(x)
+    for a, b in zip(outs_eca, outs_plain):
+        assert torch.equal(a, b)
+    # and a non-zero ECA conv does change the output
+    with torch.no_grad():
+        eca.layer1[0].eca.conv.weight.fill_(1.0)
+        assert not torch.equal(eca(x)[0], outs_plain[0])
+
+
+def test_gradients_reach_every_eca_conv():
+    torch.manual_seed(0)
+    model = ECAResNet(depth=50, zero_init_residual=False, norm_eval=False)
+    model.init_weights()
+    model.train()
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum(o.square().mean() for o in outs).backward()
+    eca_params = [(n, p) for n, p in model.named_parameters()
+                  if n.endswith('eca.conv.weight')]
+    assert len(eca_params) == 16
+    for name, p in eca_params:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_frozen_stages_freeze_eca_too():
+    model = ECAResNet(depth=50, frozen_stages=2)
+    model.train()
+    for name, p in model.named_parameters():
+        frozen = name.startswith(('stem', 'conv1', 'bn1', 'layer1.',
+                                  'layer2.'))
+        assert p.requires_grad != frozen, name
+    assert not model.layer2[0].eca.training
+    assert model.layer3[0].eca.training
+
+
+def test_zero_init_residual_zeroes_last_norm():
+    model = ECAResNet(depth=50)
+    model.init_weights()
+    assert torch.all(model.layer2[1].norm3.weight == 0)
+    model = ECAResNet(depth=18)
+    model.init_weights()
+    assert torch.all(model.layer1[0].norm2.weight == 0)
+
+
+def test_mmdet_resnet_options_still_work():
+    model = ECAResNet(
+        depth=50, deep_stem=True, avg_down=True, style='caffe',
+        out_indices=(1, 3), with_cp=True, norm_eval=False,
+        dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1))
+    model.train()
+    outs = model(torch.randn(1, 3, 64, 64, requires_grad=True))
+    assert [o.shape[1] for o in outs] == [512, 2048]
+    assert outs[1].shape[-1] == 4  # last stage dilated, not strided
+    outs[1].sum().backward()
+    assert model.layer4[0].eca.conv.weight.grad is not None
+
+
+def test_eca_as_mmdet_resnet_plugin():
+    plugins = [dict(cfg=dict(type='ECALayer'), position='after_conv3')]
+    model = ResNeXt(depth=50, groups=32, base_width=4, plugins=plugins)
+    ecas = [m for m in model.modules() if isinstance(m, ECALayer)]
+    assert len(ecas) == 16
+    assert [e.k_size for e in ecas][:3] == [5, 5, 5]  # 256 channels
+    assert ecas[-1].k_size == 7  # 2048 channels
+    assert model(torch.randn(1, 3, 64, 64))[3].shape[1] == 2048
+
+
+@pytest.mark.parametrize('arch', sorted(ARCH_PRESETS))
+def test_arch_presets_build_and_report_channels(arch):
+    model = MODELS.build(dict(type='ECAResNet', arch=arch)).eval()
+    expected = stage_out_channels(arch=arch)
+    assert model.out_channels == expected
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == expected
+    assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
+    ks = [blocks[0].eca.k_size for blocks in
+          (model.layer1, model.layer2, model.layer3, model.layer4)]
+    assert ks == [5, 5, 5, 7]  # timm: adaptive k from the unpruned width
+
+
+def test_arch_structures():
+    tiered = ECAResNet(arch='ecaresnet50t')
+    assert [tiered.stem[i].out_channels for i in (0, 3, 6)] == [24, 32, 64]
+    deep = ECAResNet(arch='ecaresnet101d')
+    assert [deep.stem[i].out_channels for i in (0, 3, 6)] == [32, 32, 64]
+    assert len(deep.layer3) == 23
+    light = ECAResNet(arch='ecaresnetlight')
+    assert [len(getattr(light, f'layer{i}')) for i in range(1, 5)] == \
+        [1, 1, 11, 3]
+    assert light.conv1.kernel_size == (7, 7)
+    assert len(ECAResNet(arch='ecaresnet269d').layer3) == 48
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='ecaresnet999'), 'unknown ECAResNet arch'),
+    (dict(depth=51), 'invalid depth'),
+    (dict(depth=50, eca_k_size=4), 'odd'),
+    (dict(depth=50, eca_k_size=(3, 5, 0, 7)), r'eca_k_size\[2\]'),
+    (dict(depth=50, eca_k_size=(3, 5, 7)), 'one kernel size per stage'),
+    (dict(arch='ecaresnet50d', depth=101), 'has depth 50'),
+])
+def test_bad_arguments_are_explained(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ECAResNet(**kwargs)
