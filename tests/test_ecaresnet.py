@@ -192,3 +192,35 @@ def test_arch_structures():
 def test_bad_arguments_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ECAResNet(**kwargs)
+
+
+def test_fused_eca_gradients_match_straightforward_form():
+    torch.manual_seed(0)
+    fused = ECALayer(64, 3).double()
+    plain = ECALayer(64, 3, fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 64, 5, 6, dtype=torch.float64, requires_grad=True)
+    idt = torch.randn(2, 64, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fused.forward_residual, (x, idt))
+    grads = []
+    for layer in (fused, plain):
+        out = layer.forward_residual(x, idt)
+        grads.append(torch.autograd.grad(
+            out.square().sum(), (x, idt, layer.conv.weight)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_backbone_fused_and_straightforward_agree():
+    torch.manual_seed(0)
+    fused = ECAResNet(depth=50, zero_init_residual=False)
+    fused.init_weights()
+    plain = ECAResNet(depth=50, eca_fused=False)
+    plain.load_state_dict(fused.state_dict())
+    assert not plain.layer3[2].eca.fused and fused.layer3[2].eca.fused
+    fused.eval()
+    plain.eval()
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        for a, b in zip(fused(x), plain(x)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

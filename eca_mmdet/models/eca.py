@@ -42,6 +42,9 @@ class ECALayer(nn.Module):
         gamma (float): gamma of the adaptive rule. Defaults to 2.
         b (float): b of the adaptive rule. Defaults to 1.
         in_channels (int, optional): Alias of ``channels`` for plugin use.
+        fused (bool): In :meth:`forward_residual`, fold the gate into the
+            residual add (one pass, the default); False runs the paper's
+            straightforward form (:func:`eca_reference`) for comparison.
     """
     _abbr_ = 'eca'
 
@@ -50,7 +53,8 @@ class ECALayer(nn.Module):
                  k_size: Optional[int] = None,
                  gamma: float = 2,
                  b: float = 1,
-                 in_channels: Optional[int] = None) -> None:
+                 in_channels: Optional[int] = None,
+                 fused: bool = True) -> None:
         super().__init__()
         channels = channels if channels is not None else in_channels
         if k_size is None:
@@ -59,6 +63,7 @@ class ECALayer(nn.Module):
                                  'when k_size is None')
             k_size = adaptive_kernel_size(channels, gamma, b)
         self.k_size = check_kernel_size(k_size)
+        self.fused = fused
         self.conv = nn.Conv1d(1, 1, self.k_size, padding=self.k_size // 2,
                               bias=False)
 
@@ -73,11 +78,13 @@ class ECALayer(nn.Module):
         return x * self.gate(x)
 
     def forward_residual(self, x: Tensor, identity: Tensor) -> Tensor:
-        """``identity + self(x)`` in one pass: the gate folded into the add."""
+        """``identity + self(x)``; fused: the gate folded into the add."""
+        if not self.fused:
+            return identity + eca_reference(x, self.conv.weight)
         return torch.addcmul(identity, x, self.gate(x))
 
     def extra_repr(self) -> str:
-        return f'k_size={self.k_size}'
+        return f'k_size={self.k_size}, fused={self.fused}'
 
 
 def eca_reference(x: Tensor, weight: Tensor) -> Tensor:

@@ -147,6 +147,8 @@ class ECAResNet(ResNet):
             Defaults to ``(stem_channels // 2,) * 2``, mmdet's deep stem.
         stage_blocks (Sequence[int], optional): Blocks per stage, overriding
             the depth's (``ecaresnetlight``: ``(1, 1, 11, 3)``).
+        eca_fused (bool): Fold each ECA gate into its residual add (default);
+            False uses the paper's straightforward form, for benchmarks.
         deep_stem (bool): Three 3x3 convs instead of the 7x7 stem.
         avg_down (bool): AvgPool then stride-1 conv in downsample shortcuts.
         in_channels, stem_channels, base_channels, num_stages, strides,
@@ -178,6 +180,7 @@ class ECAResNet(ResNet):
                  eca_k_size: KSize = None,
                  stem_mid_channels: Optional[Tuple[int, int]] = None,
                  stage_blocks: Optional[Sequence[int]] = None,
+                 eca_fused: bool = True,
                  deep_stem: bool = False,
                  avg_down: bool = False,
                  num_stages: int = 4,
@@ -223,6 +226,9 @@ class ECAResNet(ResNet):
             pretrained=pretrained,
             **kwargs)
         self.feat_dim = self.out_channels[-1]
+        for module in self.modules():
+            if isinstance(module, ECALayer):
+                module.fused = eca_fused
 
     def train(self, mode: bool = True) -> 'ECAResNet':
         """As mmdet's ResNet.train (norm_eval, frozen stages), returning self

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Convert ECA-ResNet ImageNet weights (official ECANet ``.pth.tar`` or timm
+``.pth``/``.safetensors``) to an ECAResNet checkpoint for MMDetection.
+
+    python tools/convert_weights.py eca_resnet50_k3557.pth.tar checkpoints/eca_r50.pth
+
+Prints the detected layout and the backbone config to paste into a config.
+Exits 1 with a one-line message when the source is missing or not convertible.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eca_mmdet.converters import ConversionError, convert_file  # noqa: E402
+
+
+def format_cfg(cfg: dict, checkpoint: str) -> str:
+    """``backbone=dict(...)`` with the Pretrained init_cfg, ready to paste."""
+    items = [f'{k}={v!r}' for k, v in cfg.items()]
+    items.append(f"init_cfg=dict(type='Pretrained', checkpoint={checkpoint!r})")
+    return 'backbone=dict(\n    ' + ',\n    '.join(items) + ')'
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('src', help='official .pth.tar or timm .pth/.safetensors')
+    ap.add_argument('dst', help='output ECAResNet checkpoint (.pth)')
+    args = ap.parse_args(argv)
+    try:
+        meta = convert_file(args.src, args.dst)
+    except (ConversionError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    arch = f", arch {meta['arch']}" if meta.get('arch') else ''
+    print(f"detected layout: {meta['layout']}{arch}")
+    print(f'wrote {args.dst}')
+    print('backbone config:')
+    print(format_cfg(meta['backbone'], args.dst))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
