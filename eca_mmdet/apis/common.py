@@ -1,0 +1,147 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: argument parsing,
+config loading, runner building and the one-line error handling."""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Callable, Optional, Sequence
+
+from mmengine.config import Config, DictAction
+
+from ..engine import (EcaMmdetError, cleanup_distributed, get_launch_rank,
+                      register_safe_loading)
+
+__all__ = [
+    'CliArgumentParser', 'ConfigError', 'add_common_args', 'build_runner',
+    'load_config', 'resolve_work_dir', 'run_cli'
+]
+
+DEBUG_ENV = 'ECA_MMDET_DEBUG'
+
+
+class ConfigError(EcaMmdetError):
+    """The config file or a ``--cfg-options`` value is unusable."""
+
+
+class CliArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error exits with status 1 like every other
+    input error of our tools."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f'{self.prog}: error: {message}\n')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local_rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        metavar='KEY=VALUE',
+        help='override config entries, e.g. '
+        'train_dataloader.dataset.data_root=data/shapes/ '
+        'model.backbone.init_cfg=None; lists as key="[a,b]"; no spaces')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (tools/dist_*.sh use pytorch); works on CPU '
+        'with gloo')
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='only check the config, data and checkpoints, then exit '
+        '(tools/dist_*.sh do this once before starting the processes)')
+    # torch.distributed.launch passes --local-rank (torch >= 2) or
+    # --local_rank; torchrun only sets LOCAL_RANK.
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0,
+        help=argparse.SUPPRESS)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """``Config.fromfile(path)`` merged with ``cfg_options``; errors become
+    :class:`ConfigError` naming the file or the option."""
+    if not osp.isfile(path):
+        raise ConfigError(f'config file not found: {path}')
+    register_safe_loading()
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:  # syntax errors, bad _base_, failed imports
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise ConfigError(f'cannot load config {path}: {type(e).__name__}: '
+                          f'{_first_line(e)}') from None
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except Exception as e:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise ConfigError(
+                f'cannot apply --cfg-options {cfg_options} to {path}: '
+                f'{type(e).__name__}: {_first_line(e)}') from None
+    return cfg
+
+
+def resolve_work_dir(cfg: Config, config_path: str,
+                     work_dir: Optional[str]) -> str:
+    """``--work-dir`` > ``work_dir`` of the config > work_dirs/<config>."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+    return cfg.work_dir
+
+
+def build_runner(cfg: Config, config_path: str):
+    """Build mmengine's Runner (or ``cfg.runner_type``) from ``cfg``.
+
+    Errors while building (unknown types in a registry, bad arguments) are
+    config errors: they become :class:`ConfigError` unless
+    ``ECA_MMDET_DEBUG=1`` asks for the traceback.
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    try:
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+    except EcaMmdetError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError, ImportError,
+            AttributeError) as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise ConfigError(
+            f'cannot build the runner from {config_path}: '
+            f'{type(e).__name__}: {_first_line(e)} (set {DEBUG_ENV}=1 for '
+            'the traceback)') from None
+
+
+def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
+            parser: argparse.ArgumentParser,
+            argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv``, run ``main(args)`` and turn our errors into
+    ``error: <message>`` on stderr (printed by rank 0 only) and status 1."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    try:
+        return main(args) or 0
+    except EcaMmdetError as e:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        if get_launch_rank(args.launcher) == 0:
+            print(f'error: {e}', file=sys.stderr, flush=True)
+        return 1
+    finally:
+        cleanup_distributed()
+

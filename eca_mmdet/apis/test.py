@@ -1,0 +1,159 @@
+"""``tools/test.py``: evaluate a checkpoint with COCO bbox/segm mAP.
+
+Writes into the work dir (``--work-dir``, default work_dirs/<config name>):
+
+* ``metrics.json``: a flat JSON object of what mmdet's CocoMetric returns
+  (``coco/bbox_mAP``, ``coco/bbox_mAP_50``, ..., ``coco/segm_mAP_l`` and the
+  per-class ``coco/<class>_precision``; NaN becomes ``null``);
+* ``results.bbox.json`` / ``results.segm.json``: the detections in COCO
+  result format (CocoMetric's ``outfile_prefix=<work dir>/results``), with
+  the dataset's own (possibly non-contiguous) category ids.
+
+CocoMetric runs with ``classwise=True`` so the log shows mmdet's per-class AP
+table.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+from typing import Any, Dict, Optional, Sequence
+
+from mmengine.config import Config, ConfigDict
+
+from ..engine import preflight_check, setup_distributed
+from .common import (CliArgumentParser, add_common_args, build_runner,
+                     load_config, resolve_work_dir, run_cli)
+
+__all__ = [
+    'build_parser', 'build_test_config', 'configure_coco_metrics', 'main',
+    'write_metrics'
+]
+
+METRICS_FILE = 'metrics.json'
+RESULTS_PREFIX = 'results'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CliArgumentParser(
+        prog='tools/test.py',
+        description='Test a checkpoint: COCO bbox and segm mAP.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file to test')
+    parser.add_argument(
+        '--work-dir',
+        help='where metrics.json and results.{bbox,segm}.json go (default: '
+        'the config\'s work_dir, else work_dirs/<config name>)')
+    parser.add_argument(
+        '--show-dir',
+        help='save images with the predictions drawn on them to this '
+        'directory')
+    add_common_args(parser)
+    return parser
+
+
+def _is_coco_metric(metric: Any) -> bool:
+    return isinstance(metric, dict) and str(metric.get('type', '')).split(
+        '.')[-1] == 'CocoMetric'
+
+
+def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
+    """Make every CocoMetric of ``cfg.test_evaluator`` classwise and dump its
+    detections to ``<work_dir>/results[_i].{bbox,segm}.json``.
+
+    Returns:
+        int: How many CocoMetrics were configured.
+    """
+    evaluator = cfg.get('test_evaluator', None)
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
+        evaluator
+    ]
+    count = 0
+    for metric in metrics:
+        if not _is_coco_metric(metric):
+            continue
+        suffix = '' if count == 0 else f'_{count}'
+        metric['classwise'] = True
+        metric['format_only'] = False
+        metric['outfile_prefix'] = osp.join(work_dir,
+                                            RESULTS_PREFIX + suffix)
+        count += 1
+    return count
+
+
+def _enable_visualization(cfg: Config, show_dir: str) -> None:
+    """Draw predictions into ``show_dir`` with mmdet's DetVisualizationHook.
+
+    The hook joins ``test_out_dir`` to ``work_dir/<timestamp>``; an absolute
+    path keeps it where the user asked.
+    """
+    hooks = cfg.get('default_hooks', None)
+    if hooks is None:
+        cfg.default_hooks = hooks = ConfigDict()
+    vis = hooks.get('visualization', None)
+    if vis is None:
+        vis = hooks['visualization'] = ConfigDict(type='DetVisualizationHook')
+    vis['draw'] = True
+    vis['test_out_dir'] = osp.abspath(show_dir)
+
+
+def build_test_config(args: argparse.Namespace) -> Config:
+    """The config for ``args``: file + ``--cfg-options`` + the CLI flags."""
+    cfg = load_config(args.config, args.cfg_options)
+    work_dir = resolve_work_dir(cfg, args.config, args.work_dir)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    configure_coco_metrics(cfg, work_dir)
+    if args.show_dir:
+        _enable_visualization(cfg, args.show_dir)
+    return cfg
+
+
+def _json_value(value: Any) -> Any:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return value
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def write_metrics(metrics: Dict[str, Any], path: str) -> str:
+    """Write ``metrics`` as a flat JSON object (atomically) to ``path``."""
+    flat = {str(k): _json_value(v) for k, v in metrics.items()}
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(flat, f, indent=2, sort_keys=True)
+        f.write('\n')
+    os.replace(tmp, path)
+    return path
+
+
+def _test(args: argparse.Namespace) -> int:
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = build_test_config(args)
+    preflight_check(cfg, mode='test', checkpoint=args.checkpoint)
+    if args.check:
+        print(f'ok: {args.config} is ready to test {args.checkpoint} '
+              f'(results in {cfg.work_dir})')
+        return 0
+    setup_distributed(cfg, args.launcher)
+    runner = build_runner(cfg, args.config)
+    metrics = runner.test()
+    if runner.rank == 0:
+        if not metrics:
+            runner.logger.warning(
+                'the evaluator returned no metrics (no detections at all?); '
+                f'{METRICS_FILE} is empty')
+        path = write_metrics(metrics or {},
+                             osp.join(cfg.work_dir, METRICS_FILE))
+        runner.logger.info(f'metrics written to {path}')
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``tools/test.py``; returns the exit status."""
+    return run_cli(_test, build_parser(), argv)
+

@@ -1,0 +1,24 @@
+"""Run-time fixes and checks for training/testing with mmengine 0.10 here.
+
+Importing this package registers the safe checkpoint loader (see
+:mod:`.checkpoint`) and the CPU DDP wrapper (see :mod:`.dist`).
+"""
+from .checkpoint import (CheckpointLoadError, ModelZooUnavailableError,
+                         UnsafeCheckpointError, register_safe_loading,
+                         safe_checkpoint_global_names, safe_checkpoint_globals,
+                         safe_torch_load)
+from .dist import (CPUDistributedDataParallel, DistSetupError,
+                   cleanup_distributed, get_launch_rank, setup_distributed)
+from .errors import EcaMmdetError
+from .preflight import PreflightError, preflight_check
+
+register_safe_loading()
+
+__all__ = [
+    'CPUDistributedDataParallel', 'CheckpointLoadError', 'DistSetupError',
+    'EcaMmdetError', 'ModelZooUnavailableError', 'PreflightError',
+    'UnsafeCheckpointError', 'cleanup_distributed', 'get_launch_rank',
+    'preflight_check', 'register_safe_loading',
+    'safe_checkpoint_global_names', 'safe_checkpoint_globals',
+    'safe_torch_load', 'setup_distributed'
+]

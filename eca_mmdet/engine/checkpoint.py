@@ -1,0 +1,253 @@
+"""Safe checkpoint loading for mmengine 0.10 under torch >= 2.6.
+
+mmengine 0.10.7 calls ``torch.load(filename, map_location)`` without
+``weights_only``. Since torch 2.6 that means ``weights_only=True``, and the
+checkpoints mmengine itself writes cannot be read back (their ``message_hub``
+holds :class:`mmengine.logging.HistoryBuffer` objects and numpy arrays), so
+``--resume`` and testing a trained model fail.
+
+Going back to ``weights_only=False`` would let any checkpoint run arbitrary
+code when it is unpickled. Instead :func:`register_safe_loading` replaces
+mmengine's local-file loader (the ``''`` scheme of
+:class:`mmengine.runner.CheckpointLoader`) by :func:`load_from_local_safe`,
+which keeps ``weights_only=True`` and allows, on top of torch's own safe
+types, exactly the globals our training checkpoints contain
+(:func:`safe_checkpoint_globals`). A checkpoint that needs any other global is
+refused with :class:`UnsafeCheckpointError` before anything of it is built.
+
+It also registers the ``torchvision://`` and ``modelzoo://`` prefixes to fail
+with :class:`ModelZooUnavailableError` (there is no torchvision here) instead
+of an ``ImportError`` deep inside model initialisation.
+"""
+import os
+import os.path as osp
+import pickle
+import re
+import types
+from typing import Any, Callable, List, Optional, Union
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from .errors import EcaMmdetError
+
+__all__ = [
+    'CheckpointLoadError', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
+    'load_from_local_safe', 'load_from_model_zoo_unavailable',
+    'history_buffer_getattr', 'register_safe_loading',
+    'safe_checkpoint_globals',
+    'safe_checkpoint_global_names', 'safe_torch_load'
+]
+
+MODEL_ZOO_PREFIXES = ('torchvision://', 'modelzoo://')
+CONVERT_HINT = ('convert the weights with `python tools/convert_weights.py '
+                'SRC DST` and set --cfg-options '
+                'model.backbone.init_cfg.checkpoint=DST, or set '
+                'model.backbone.init_cfg=None to train from scratch')
+
+
+# HistoryBuffer's built-in statistics; the buffer pickles its
+# ``statistics_methods`` as ``getattr(HistoryBuffer, name)``.
+HISTORY_BUFFER_STATISTICS = ('current', 'max', 'mean', 'min')
+_GETATTR_REFUSED = 'eca_mmdet refused the call'
+
+
+def history_buffer_getattr(obj: Any, name: Any, *default: Any) -> Any:
+    """Stands for ``builtins.getattr`` while loading a checkpoint, but only
+    resolves ``getattr(HistoryBuffer, <statistic>)``; anything else (e.g.
+    ``getattr(some_array, 'tofile')``) is an ``UnpicklingError``."""
+    if (obj is HistoryBuffer and not default and isinstance(name, str)
+            and name in HISTORY_BUFFER_STATISTICS):
+        return getattr(obj, name)
+    if isinstance(obj, type):
+        what = obj.__qualname__
+    elif isinstance(obj, types.ModuleType):
+        what = obj.__name__
+    else:
+        what = type(obj).__qualname__
+    raise pickle.UnpicklingError(
+        f'{_GETATTR_REFUSED} builtins.getattr({what}, {name!r})')
+
+
+def safe_checkpoint_globals() -> List[Any]:
+    """The globals allowed on top of torch's defaults when loading.
+
+    Exactly what an mmengine training checkpoint of this project holds besides
+    tensors and plain containers (found with
+    :func:`torch.serialization.get_unsafe_globals_in_checkpoint` on the
+    checkpoints ``tools/train.py`` writes): the ``message_hub`` keeps
+    :class:`~mmengine.logging.HistoryBuffer` objects, whose state is numpy
+    arrays (``_reconstruct``, ``ndarray``, ``dtype``) of float64 and int64
+    (whose dtype objects are built as ``Float64DType``/``Int64DType``, which
+    torch checks by type, not as pickle globals), a float64 numpy scalar
+    (``scalar``) and the buffers' statistics methods, pickled as
+    ``builtins.getattr(HistoryBuffer, 'mean')`` etc. ``builtins.getattr``
+    itself is not allowed: :func:`history_buffer_getattr` is loaded in its
+    place and resolves only those four attributes.
+    """
+    return [
+        HistoryBuffer,
+        (history_buffer_getattr, 'builtins.getattr'),
+        np.core.multiarray._reconstruct,
+        np.core.multiarray.scalar,
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.float64)),  # numpy.dtypes.Float64DType
+        type(np.dtype(np.int64)),  # numpy.dtypes.Int64DType
+    ]
+
+
+def _global_name(obj: Any) -> str:
+    if isinstance(obj, tuple):
+        return obj[1]
+    return f'{obj.__module__}.{obj.__qualname__}'
+
+
+def safe_checkpoint_global_names() -> List[str]:
+    """Names (as pickle records them) of :func:`safe_checkpoint_globals`."""
+    return sorted(_global_name(g) for g in safe_checkpoint_globals())
+
+
+class CheckpointLoadError(EcaMmdetError):
+    """A checkpoint is missing or cannot be read."""
+
+
+class UnsafeCheckpointError(CheckpointLoadError):
+    """A checkpoint needs a global outside the allow-list; it was not loaded.
+
+    Built with :meth:`for_file`. Attributes:
+        filename (str): The checkpoint file.
+        globals (list[str]): The disallowed globals it references.
+    """
+    filename = None
+    globals: List[str] = []
+
+    @classmethod
+    def for_file(cls, filename: str,
+                 disallowed: List[str]) -> 'UnsafeCheckpointError':
+        names = ', '.join(disallowed) or 'unknown'
+        err = cls(
+            f'refusing to load checkpoint {filename}: it references the '
+            f'global(s) {names}, which are not in the allow-list of '
+            'eca_mmdet.engine.checkpoint (tensors, containers and '
+            f'{", ".join(safe_checkpoint_global_names())}); unpickling such '
+            'globals can run arbitrary code, so it was not loaded (nothing in '
+            'it ran). Only use checkpoints you trust, re-saved as a plain '
+            'state_dict')
+        err.filename, err.globals = filename, list(disallowed)
+        return err
+
+
+class ModelZooUnavailableError(CheckpointLoadError):
+    """A ``torchvision://``/``modelzoo://`` checkpoint was requested.
+
+    Built with :meth:`for_uri`."""
+    filename = None
+
+    @classmethod
+    def for_uri(cls, filename: str) -> 'ModelZooUnavailableError':
+        err = cls(f'cannot load {filename}: the torchvision model zoo is not '
+                  f'available here (no torchvision, no download); '
+                  f'{CONVERT_HINT}')
+        err.filename = filename
+        return err
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's weights_only message that says what failed."""
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:
+        text = text.split('WeightsUnpickler error:', 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _disallowed_globals(filename: str, error: Exception) -> List[str]:
+    """Name the globals (or types) that made a ``weights_only`` load fail
+    (never runs the pickle: it is disassembled statically)."""
+    allowed = set(safe_checkpoint_global_names())
+    try:
+        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(
+                filename)
+        found = sorted(g for g in found if g not in allowed)
+    except Exception:  # legacy (non-zip) format: read torch's message
+        found = sorted(set(re.findall(r'GLOBAL ([\w.]+)', str(error))))
+    if not found:  # a type torch checks when building an object
+        found = re.findall(r"but got <class '([\w.]+)'>", str(error))
+    return found
+
+
+def safe_torch_load(filename: Union[str, os.PathLike],
+                    map_location: Optional[Union[str, Callable,
+                                                 torch.device]] = None):
+    """``torch.load(filename, weights_only=True)`` allowing exactly
+    :func:`safe_checkpoint_globals` besides torch's defaults.
+
+    Raises:
+        CheckpointLoadError: the file is missing or unreadable.
+        UnsafeCheckpointError: the file needs any other global; nothing of it
+            was unpickled with the full unpickler (there is no fallback to
+            ``weights_only=False``).
+    """
+    filename = osp.expanduser(os.fspath(filename))
+    if not osp.isfile(filename):
+        raise CheckpointLoadError(f'checkpoint not found: {filename}')
+    try:
+        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(_GETATTR_REFUSED + r' (builtins\.getattr\(.*?\))',
+                            str(e))
+        if refused:
+            raise UnsafeCheckpointError.for_file(
+                filename, [refused.group(1)]) from None
+        disallowed = _disallowed_globals(filename, e)
+        if disallowed:
+            raise UnsafeCheckpointError.for_file(filename,
+                                                 disallowed) from None
+        raise CheckpointLoadError(
+            f'cannot load checkpoint {filename} with weights_only=True: '
+            f'{_unpickler_reason(e)}') from None
+    except Exception as e:  # truncated/corrupt files, bad object states
+        raise CheckpointLoadError(
+            f'cannot read checkpoint {filename}: {type(e).__name__}: '
+            f'{_first_line(e)}') from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def load_from_local_safe(filename: str, map_location=None):
+    """mmengine checkpoint loader for local paths (the ``''`` scheme)."""
+    return safe_torch_load(filename, map_location=map_location)
+
+
+def load_from_model_zoo_unavailable(filename: str, map_location=None):
+    """mmengine checkpoint loader for ``torchvision://``: always refuses."""
+    raise ModelZooUnavailableError.for_uri(filename)
+
+
+_REGISTERED = False
+
+
+def register_safe_loading() -> None:
+    """Make mmengine load local checkpoints with :func:`safe_torch_load` and
+    refuse ``torchvision://``/``modelzoo://``. Idempotent; runs on
+    ``import eca_mmdet.engine``."""
+    global _REGISTERED
+    if _REGISTERED and CheckpointLoader._schemes.get(
+            '') is load_from_local_safe:
+        return
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_from_local_safe, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=list(MODEL_ZOO_PREFIXES),
+        loader=load_from_model_zoo_unavailable,
+        force=True)
+    _REGISTERED = True

@@ -1,0 +1,225 @@
+"""Checks run before a Runner is built, so that a missing dataset or
+checkpoint stops a run at once with one clear message.
+
+Without them, a missing COCO directory surfaces minutes later as a
+``FileNotFoundError`` traceback from inside a dataloader worker, and a missing
+backbone checkpoint only after the whole model was built.
+:func:`preflight_check` walks the config the way mmengine will use it and
+raises :class:`PreflightError` naming the expected path, the config key it
+comes from and how to override it.
+"""
+import os.path as osp
+from typing import Any, Iterator, List, Optional, Tuple
+
+from mmengine.config import Config
+
+from .errors import EcaMmdetError
+
+__all__ = ['PreflightError', 'preflight_check', 'iter_datasets',
+           'iter_pretrained']
+
+# Checkpoint prefixes that are not local files (handled by mmengine loaders).
+REMOTE_PREFIXES = ('http://', 'https://', 'open-mmlab://', 'openmmlab://',
+                   'mmcls://', 'pavi://', 's3://', 'torchvision://',
+                   'modelzoo://')
+
+
+class PreflightError(EcaMmdetError):
+    """A file or directory the run needs does not exist."""
+
+
+def _is_remote(path: Any, backend_args: Optional[dict] = None) -> bool:
+    if not isinstance(path, str):
+        return True  # not something we can check
+    if '://' in path or path.startswith(('s3:', 'petrel:', 'http:')):
+        return True
+    backend = (backend_args or {}).get('backend', 'local')
+    return backend not in (None, 'local', 'disk')
+
+
+def _shown(path: str) -> str:
+    """``path`` and, when relative, where that is from the current dir."""
+    if osp.isabs(path):
+        return path
+    return f'{path} (i.e. {osp.abspath(path)})'
+
+
+def iter_datasets(ds_cfg: Any, key: str) -> Iterator[Tuple[str, dict]]:
+    """Yield ``(config key, dataset cfg)`` for every leaf dataset, going
+    through wrappers (``dataset=``) and concatenations (``datasets=[...]``)."""
+    if not isinstance(ds_cfg, dict):
+        return
+    if isinstance(ds_cfg.get('dataset'), dict):
+        yield from iter_datasets(ds_cfg['dataset'], f'{key}.dataset')
+    elif isinstance(ds_cfg.get('datasets'), (list, tuple)):
+        for i, sub in enumerate(ds_cfg['datasets']):
+            yield from iter_datasets(sub, f'{key}.datasets.{i}')
+    else:
+        yield key, ds_cfg
+
+
+def iter_pretrained(node: Any, key: str) -> Iterator[Tuple[str, str]]:
+    """Yield ``(config key, checkpoint)`` of every ``init_cfg`` of type
+    ``Pretrained`` (or ``pretrained=`` string) found under ``node``."""
+    if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and isinstance(
+                node.get('checkpoint'), str):
+            yield f'{key}.checkpoint', node['checkpoint']
+        for k, v in node.items():
+            if k == 'pretrained' and isinstance(v, str):
+                yield f'{key}.pretrained', v
+            else:
+                yield from iter_pretrained(v, f'{key}.{k}' if key else k)
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from iter_pretrained(v, f'{key}.{i}')
+
+
+def _join(root: Optional[str], path: str) -> str:
+    """Resolve ``path`` against ``root`` as mmengine's BaseDataset does."""
+    if root and not osp.isabs(path):
+        return osp.join(root, path)
+    return path
+
+
+def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
+    backend_args = ds.get('backend_args', None)
+    root = ds.get('data_root', None)
+    override = (f'point {loader_key} at your data with --cfg-options '
+                f'{key}.data_root=DIR (and the other *_dataloader / '
+                '*_evaluator.ann_file keys that use it)')
+    if root and not _is_remote(root, backend_args):
+        if not osp.isdir(root):
+            raise PreflightError(
+                f'dataset directory not found: {_shown(root)} '
+                f'({key}.data_root); {override}')
+    ann_file = ds.get('ann_file', None)
+    if ann_file and not _is_remote(ann_file, backend_args):
+        path = _join(root, ann_file)
+        if not osp.isfile(path):
+            raise PreflightError(
+                f'annotation file not found: {_shown(path)} '
+                f'({key}.ann_file={ann_file!r} under data_root={root!r}); '
+                f'{override}, or set {key}.ann_file=FILE')
+    prefixes = ds.get('data_prefix', None) or {}
+    if isinstance(prefixes, dict):
+        for name, prefix in prefixes.items():
+            if not isinstance(prefix, str) or _is_remote(prefix, backend_args):
+                continue
+            path = _join(root, prefix) if prefix else root
+            if path and not osp.isdir(path):
+                raise PreflightError(
+                    f'image directory not found: {_shown(path)} '
+                    f'({key}.data_prefix.{name}={prefix!r} under '
+                    f'data_root={root!r}); {override}, or set '
+                    f'{key}.data_prefix.{name}=DIR')
+
+
+def _check_evaluator(key: str, evaluator: Any) -> None:
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
+        evaluator
+    ]
+    for i, metric in enumerate(metrics):
+        if not isinstance(metric, dict):
+            continue
+        mkey = key if len(metrics) == 1 else f'{key}.{i}'
+        ann_file = metric.get('ann_file', None)
+        if ann_file and not _is_remote(ann_file, metric.get('backend_args')):
+            if not osp.isfile(ann_file):
+                raise PreflightError(
+                    f'evaluation annotation file not found: '
+                    f'{_shown(ann_file)} ({mkey}.ann_file); set it with '
+                    f'--cfg-options {mkey}.ann_file=FILE')
+
+
+def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
+    if not path or _is_remote(path):
+        return
+    expanded = osp.expanduser(path)
+    if not osp.isfile(expanded):
+        raise PreflightError(f'{what} not found: {_shown(expanded)}; '
+                             f'{option}')
+
+
+def _check_pretrained(cfg: Config) -> None:
+    for key, ckpt in iter_pretrained(cfg.get('model', None), 'model'):
+        init_key = key.rsplit('.', 1)[0]
+        if ckpt.startswith(('torchvision://', 'modelzoo://')):
+            raise PreflightError(
+                f'pretrained weights {ckpt} ({key}) need the torchvision '
+                'model zoo, which is not available here; convert the '
+                'weights with `python tools/convert_weights.py SRC DST` and '
+                f'pass --cfg-options {key}=DST, or {init_key}=None to train '
+                'from scratch')
+        if _is_remote(ckpt):
+            continue
+        path = osp.expanduser(ckpt)
+        if not osp.isfile(path):
+            raise PreflightError(
+                f'pretrained checkpoint not found: {_shown(path)} ({key}); '
+                f'create it with `python tools/convert_weights.py SRC '
+                f'{ckpt}` from the official weights, or pass --cfg-options '
+                f'{key}=PATH (or {init_key}=None to train from scratch)')
+
+
+def preflight_check(cfg: Config,
+                    mode: str = 'train',
+                    checkpoint: Optional[str] = None) -> List[str]:
+    """Check that every local file ``cfg`` needs for ``mode`` exists.
+
+    Args:
+        cfg (Config): The final config (after ``--cfg-options``).
+        mode (str): ``'train'`` checks the train (and, when ``val_cfg`` is
+            set, val) dataloaders and evaluator, ``load_from``/``resume``
+            and every ``Pretrained`` checkpoint of the model; ``'test'``
+            checks the test dataloader and evaluator and ``checkpoint``.
+        checkpoint (str, optional): The checkpoint to test (``'test'``).
+
+    Returns:
+        list[str]: The config keys of the dataloaders that were checked.
+
+    Raises:
+        PreflightError: for the first missing path, naming it, its config
+            key and the ``--cfg-options`` override.
+    """
+    if mode == 'train':
+        loaders = ['train_dataloader']
+        evaluators = []
+        if cfg.get('val_cfg', None) and cfg.get('val_dataloader', None):
+            loaders.append('val_dataloader')
+            evaluators.append('val_evaluator')
+    elif mode == 'test':
+        loaders, evaluators = ['test_dataloader'], ['test_evaluator']
+    else:
+        raise ValueError(f'mode must be "train" or "test", not {mode!r}')
+
+    checked = []
+    for loader_key in loaders:
+        loader = cfg.get(loader_key, None)
+        if not isinstance(loader, dict):
+            continue
+        for key, ds in iter_datasets(
+                loader.get('dataset', None), f'{loader_key}.dataset'):
+            _check_dataset(loader_key, key, ds)
+        checked.append(loader_key)
+    for key in evaluators:
+        if cfg.get(key, None) is not None:
+            _check_evaluator(key, cfg.get(key))
+
+    if mode == 'train':
+        _check_pretrained(cfg)
+        load_from = cfg.get('load_from', None)
+        if cfg.get('resume', False) and load_from:
+            _check_checkpoint(
+                load_from, 'checkpoint to resume from',
+                'pass an existing file to --resume, or --resume alone to '
+                'continue from the latest checkpoint of the work dir')
+        else:
+            _check_checkpoint(
+                load_from, 'checkpoint to initialise from (load_from)',
+                'fix it with --cfg-options load_from=PATH (or load_from=None)')
+    else:
+        _check_checkpoint(checkpoint, 'checkpoint to test',
+                          'pass the path of a checkpoint written by '
+                          'tools/train.py (e.g. WORK_DIR/epoch_12.pth)')
+    return checked

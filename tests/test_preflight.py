@@ -1,0 +1,211 @@
+"""Preflight: a missing dataset / checkpoint stops the tools at once with one
+line naming the path and the override (exit 1, no traceback)."""
+import shutil
+
+import pytest
+from tools_testlib import (REPO, explain, free_port, make_dataset, run_tool,
+                           tool_env, write_config)
+
+pytest.importorskip('mmdet')
+
+from mmengine.config import Config  # noqa: E402
+
+from eca_mmdet.engine import PreflightError, preflight_check  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp('preflight')
+    data = make_dataset(root / 'shapes')
+    config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
+    return dict(root=root, data=data, config=config)
+
+
+def _load(shapes, **options):
+    cfg = Config.fromfile(str(shapes['config']))
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 1, explain(proc)
+    assert 'Traceback' not in proc.stderr, explain(proc)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith('error: ')]
+    assert len(errors) == 1, explain(proc)
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+# --- in-process checks of preflight_check ----------------------------------
+
+def test_complete_config_passes(shapes):
+    cfg = _load(shapes)
+    assert preflight_check(cfg, 'train') == ['train_dataloader',
+                                            'val_dataloader']
+    assert preflight_check(cfg, 'test', checkpoint=None) == ['test_dataloader']
+
+
+@pytest.mark.parametrize('mode', ['train', 'test'])
+def test_missing_data_root(shapes, tmp_path, mode):
+    missing = str(tmp_path / 'no_such_dir') + '/'
+    key = f'{mode}_dataloader.dataset'
+    cfg = _load(shapes, **{f'{key}.data_root': missing})
+    with pytest.raises(PreflightError) as info:
+        preflight_check(cfg, mode)
+    msg = str(info.value)
+    assert missing in msg and f'--cfg-options {key}.data_root=' in msg
+
+
+def test_missing_annotation_file_and_image_dir(shapes, tmp_path):
+    data = tmp_path / 'partial'
+    shutil.copytree(shapes['data'], data)
+    cfg = _load(shapes, **{'train_dataloader.dataset.data_root': str(data)})
+    (data / 'annotations' / 'instances_train.json').unlink()
+    with pytest.raises(PreflightError, match='annotation file not found.*'
+                       'instances_train.json'):
+        preflight_check(cfg, 'train')
+    shutil.copy(shapes['data'] / 'annotations' / 'instances_train.json',
+                data / 'annotations')
+    shutil.rmtree(data / 'train')
+    with pytest.raises(PreflightError,
+                       match=r'image directory not found: .*partial/train'):
+        preflight_check(cfg, 'train')
+
+
+def test_missing_evaluator_annotation(shapes, tmp_path):
+    missing = str(tmp_path / 'val.json')
+    cfg = _load(shapes, **{'test_evaluator.ann_file': missing})
+    with pytest.raises(PreflightError,
+                       match='test_evaluator.ann_file=FILE') as info:
+        preflight_check(cfg, 'test')
+    assert missing in str(info.value)
+
+
+def test_validation_data_checked_when_training(shapes, tmp_path):
+    missing = str(tmp_path / 'val_root')
+    cfg = _load(shapes, **{'val_dataloader.dataset.data_root': missing})
+    with pytest.raises(PreflightError, match='val_dataloader.dataset'):
+        preflight_check(cfg, 'train')
+
+
+def test_wrapped_datasets_are_walked(shapes, tmp_path):
+    cfg = _load(shapes)
+    inner = cfg.train_dataloader.dataset
+    inner.data_root = str(tmp_path / 'gone')
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2,
+        dataset=dict(type='ConcatDataset', datasets=[inner]))
+    with pytest.raises(PreflightError) as info:
+        preflight_check(cfg, 'train')
+    assert 'train_dataloader.dataset.dataset.datasets.0.data_root' in str(
+        info.value)
+
+
+def test_missing_pretrained_checkpoint(shapes, tmp_path):
+    ckpt = str(tmp_path / 'checkpoints' / 'ecanet18.pth')
+    cfg = _load(shapes)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
+    with pytest.raises(PreflightError) as info:
+        preflight_check(cfg, 'train')
+    msg = str(info.value)
+    assert ckpt in msg
+    assert f'python tools/convert_weights.py SRC {ckpt}' in msg
+    assert 'model.backbone.init_cfg.checkpoint=PATH' in msg
+    # testing does not initialise the backbone from it
+    preflight_check(cfg, 'test')
+    # present -> fine
+    (tmp_path / 'checkpoints').mkdir()
+    open(ckpt, 'wb').close()
+    preflight_check(cfg, 'train')
+
+
+def test_torchvision_pretrained_is_flagged(shapes):
+    cfg = _load(shapes)
+    cfg.model.backbone.init_cfg = dict(
+        type='Pretrained', checkpoint='torchvision://resnet50')
+    with pytest.raises(PreflightError, match='tools/convert_weights.py'):
+        preflight_check(cfg, 'train')
+
+
+def test_missing_checkpoints_to_test_resume_or_load(shapes, tmp_path):
+    missing = str(tmp_path / 'epoch_9.pth')
+    with pytest.raises(PreflightError, match='checkpoint to test'):
+        preflight_check(_load(shapes), 'test', checkpoint=missing)
+    with pytest.raises(PreflightError, match='resume from'):
+        preflight_check(_load(shapes, resume=True, load_from=missing),
+                        'train')
+    with pytest.raises(PreflightError, match='load_from'):
+        preflight_check(_load(shapes, load_from=missing), 'train')
+
+
+# --- the tools: one line, exit 1 -------------------------------------------
+
+def test_train_tool_missing_data_root(shapes, tmp_path):
+    missing = str(tmp_path / 'nowhere') + '/'
+    work = tmp_path / 'work'
+    proc = run_tool([
+        'train.py', shapes['config'], '--work-dir', work, '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ], cwd=tmp_path)
+    _assert_one_line_error(proc, missing,
+                           'train_dataloader.dataset.data_root=')
+    assert not list(work.glob('*.pth'))
+
+
+def test_train_tool_missing_pretrained(shapes, tmp_path):
+    ckpt = str(tmp_path / 'ecanet18_mmdet.pth')
+    config = tmp_path / 'pretrained.py'
+    config.write_text(
+        f"_base_ = {str(shapes['config'])!r}\n"
+        "model = dict(backbone=dict(init_cfg=dict(\n"
+        f"    _delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n")
+    proc = run_tool(['train.py', config, '--work-dir', tmp_path / 'work'],
+                    cwd=tmp_path)
+    _assert_one_line_error(proc, ckpt, 'tools/convert_weights.py',
+                           'model.backbone.init_cfg.checkpoint')
+
+
+def test_stock_coco_config_without_coco(tmp_path):
+    """configs/mask_rcnn_ecanet50_1x.py run where there is no data/coco."""
+    proc = run_tool(['train.py', REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py',
+                     '--work-dir', tmp_path / 'work'], cwd=tmp_path)
+    _assert_one_line_error(proc, 'data/coco', '--cfg-options')
+
+
+def test_test_tool_missing_checkpoint(shapes, tmp_path):
+    missing = str(tmp_path / 'epoch_12.pth')
+    proc = run_tool(['test.py', shapes['config'], missing, '--work-dir',
+                     tmp_path / 'out'], cwd=tmp_path)
+    _assert_one_line_error(proc, missing)
+
+
+def test_missing_config_and_bad_option(tmp_path):
+    proc = run_tool(['train.py', tmp_path / 'nope.py'], cwd=tmp_path)
+    _assert_one_line_error(proc, 'config file not found', 'nope.py')
+    proc = run_tool(['test.py'], cwd=tmp_path)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+
+
+def test_dist_train_checks_once_before_starting(shapes, tmp_path):
+    """tools/dist_train.sh: bad input gives one line, not a torchrun
+    failure report from every process."""
+    missing = str(tmp_path / 'nowhere') + '/'
+    env = tool_env()
+    env['PORT'] = str(free_port())
+    proc = run_tool([
+        'dist_train.sh', shapes['config'], '2', '--work-dir',
+        tmp_path / 'work', '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ], cwd=tmp_path, env=env)
+    _assert_one_line_error(proc, missing)
+    assert 'ChildFailedError' not in proc.stderr
+
+
+def test_check_option(shapes, tmp_path):
+    proc = run_tool(['train.py', shapes['config'], '--check', '--work-dir',
+                     tmp_path / 'work'], cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.startswith('ok: ')
+    assert not (tmp_path / 'work').exists()

@@ -1,0 +1,209 @@
+"""End to end: tools/train.py and tools/test.py on a tiny generated shapes set.
+
+One 2-epoch training (module fixture) is shared by the tests: the test tool's
+metrics against an independent pycocotools evaluation, resuming, and loading
+our own checkpoints under ``weights_only=True``.
+"""
+import hashlib
+import pickle
+import re
+import shutil
+
+import pytest
+import torch
+
+from tools_testlib import (NUM_TRAIN, BATCH, explain, make_dataset, read_json,
+                           run_tool, write_config)
+
+pytest.importorskip('mmdet')
+pycocotools = pytest.importorskip('pycocotools')
+
+METRIC_ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Dataset + config + a 2-epoch training run in work/."""
+    root = tmp_path_factory.mktemp('e2e')
+    data = make_dataset(root / 'shapes')
+    config = write_config(root / 'tiny_shapes.py', data, max_epochs=2)
+    work = root / 'work'
+    proc = run_tool(['train.py', config, '--work-dir', work], cwd=root)
+    assert proc.returncode == 0, explain(proc)
+    return dict(root=root, data=data, config=config, work=work, train=proc)
+
+
+def _epoch_logged(log, epoch):
+    """mmengine logs train iterations as ``Epoch(train)  [3][2/4]``."""
+    return re.search(rf'Epoch\(train\)\s*\[{epoch}\]\[', log) is not None
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_train_writes_checkpoints(trained):
+    work = trained['work']
+    for epoch in (1, 2):
+        assert (work / f'epoch_{epoch}.pth').is_file()
+    assert (work / 'last_checkpoint').read_text().strip().endswith(
+        'epoch_2.pth')
+    out = trained['train'].stdout + trained['train'].stderr
+    assert _epoch_logged(out, 2)
+    assert 'Traceback' not in out
+
+
+def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out_dir = tmp_path / 'test_out'
+    proc = run_tool([
+        'test.py', trained['config'], trained['work'] / 'epoch_2.pth',
+        '--work-dir', out_dir
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    log = proc.stdout + proc.stderr
+    assert 'category' in log and 'circle' in log  # mmdet's per-class table
+
+    metrics = read_json(out_dir / 'metrics.json')
+    assert isinstance(metrics, dict)
+    assert all(not isinstance(v, (dict, list)) for v in metrics.values())
+
+    ann_file = trained['data'] / 'annotations' / 'instances_val.json'
+    gt = COCO(str(ann_file))
+    gt_cat_ids = set(gt.getCatIds())
+    assert gt_cat_ids != set(range(len(gt_cat_ids)))  # non-contiguous ids
+
+    for iou_type in ('bbox', 'segm'):
+        dets = read_json(out_dir / f'results.{iou_type}.json')
+        assert dets, f'no {iou_type} detections written'
+        # every detection carries a category id of the annotation file
+        det_cats = {d['category_id'] for d in dets}
+        assert det_cats <= gt_cat_ids, (det_cats, gt_cat_ids)
+        assert {d['image_id'] for d in dets} <= set(gt.getImgIds())
+        if iou_type == 'segm':
+            # COCO's segm protocol: instance areas are mask areas, so drop
+            # the boxes (pycocotools would use box areas otherwise)
+            for d in dets:
+                d.pop('bbox', None)
+        coco_eval = COCOeval(gt, gt.loadRes(dets), iou_type)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        for i, item in enumerate(METRIC_ITEMS):
+            key = f'coco/{iou_type}_{item}'
+            assert key in metrics, sorted(metrics)
+            # mmdet reports each stat rounded to 3 decimals
+            expected = float(f'{coco_eval.stats[i]:.3f}')
+            assert metrics[key] == expected, (key, metrics[key],
+                                              coco_eval.stats[i])
+
+
+def test_resume_continues_from_epoch_2(trained, tmp_path):
+    work = tmp_path / 'work'
+    shutil.copytree(trained['work'], work)
+    # last_checkpoint holds the absolute path of the original run: point it
+    # at the copy, as moving a work dir would require
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    before = {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        '--cfg-options', 'train_cfg.max_epochs=3'
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 2' in log, explain(proc)
+    assert _epoch_logged(log, 3)
+    assert not _epoch_logged(log, 1) and not _epoch_logged(log, 2)
+
+    ckpt = torch.load(work / 'epoch_3.pth', map_location='cpu',
+                      weights_only=False)
+    first = torch.load(work / 'epoch_2.pth', map_location='cpu',
+                       weights_only=False)
+    assert ckpt['meta']['epoch'] == 3
+    iters = first['meta']['iter'] // 2
+    assert iters >= 1
+    assert ckpt['meta']['iter'] == 3 * iters
+    # the earlier checkpoints were neither rewritten nor removed
+    assert {p: _digest(work / p) for p in before} == before
+
+
+def test_auto_resume_without_checkpoint_starts_from_scratch(trained,
+                                                            tmp_path):
+    work = tmp_path / 'empty_work'
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        '--cfg-options', 'train_cfg.max_epochs=1'
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    assert (work / 'epoch_1.pth').is_file()
+
+
+def test_training_checkpoint_needs_exactly_the_allow_list(trained):
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    import eca_mmdet.engine as engine
+
+    ckpt = trained['work'] / 'epoch_2.pth'
+    # the stock path (torch's weights_only default) refuses it ...
+    with pytest.raises(Exception, match='HistoryBuffer'):
+        torch.load(ckpt, map_location='cpu', weights_only=True)
+    # ... because of the globals we allow (the numpy dtype classes are
+    # checked by type when building, they are not pickle globals) ...
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(
+        str(ckpt)))
+    names = set(engine.safe_checkpoint_global_names())
+    assert unsafe == names - {'numpy.dtypes.Float64DType',
+                              'numpy.dtypes.Int64DType'}
+    # ... and every entry of the allow-list is needed
+    allowed = engine.safe_checkpoint_globals()
+    for i, entry in enumerate(allowed):
+        with torch.serialization.safe_globals(allowed[:i] + allowed[i + 1:]):
+            with pytest.raises(pickle.UnpicklingError):
+                torch.load(ckpt, map_location='cpu', weights_only=True)
+
+    engine.register_safe_loading()
+    loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
+    assert loaded['meta']['epoch'] == 2
+    assert {'state_dict', 'optimizer', 'message_hub', 'param_schedulers'} \
+        <= set(loaded)
+    direct = engine.safe_torch_load(ckpt, map_location='cpu')
+    sd = direct['state_dict']
+    assert any(k.startswith('backbone.') for k in sd)
+    for k, v in loaded['state_dict'].items():
+        assert torch.equal(v, sd[k])
+    # the test set was used by the fixture: keep NUM_TRAIN/BATCH meaningful
+    assert loaded['meta']['iter'] <= 2 * (NUM_TRAIN // BATCH)
+
+
+class _CreateFile:
+    """Pickles as ``open(path, 'w')``: unpickling it creates ``path``."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_test_tool_refuses_planted_payload(trained, tmp_path):
+    target = tmp_path / 'pwned'
+    good = torch.load(trained['work'] / 'epoch_1.pth', map_location='cpu',
+                      weights_only=False)
+    good['meta']['payload'] = _CreateFile(target)
+    evil = tmp_path / 'epoch_evil.pth'
+    torch.save(good, evil)
+    out = tmp_path / 'out'
+    proc = run_tool(['test.py', trained['config'], evil, '--work-dir', out],
+                    cwd=trained['root'])
+    assert proc.returncode == 1, explain(proc)
+    assert 'Traceback' not in proc.stderr, explain(proc)
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error: ')]
+    assert len(errors) == 1, explain(proc)
+    assert 'refusing to load checkpoint' in errors[0]
+    assert str(evil) in errors[0] and 'io.open' in errors[0]
+    assert not target.exists()
+    assert not (out / 'metrics.json').exists()
