@@ -1,0 +1,16 @@
+# RetinaNet + FPN, ECA-Net50 backbone, 1x schedule on COCO 2017
+# (SGD 0.01 for 16 images per step, as mmdet's R50 RetinaNet).
+#   python tools/convert_weights.py eca_resnet50_k3557.pth.tar \
+#       checkpoints/ecanet50_k3557_mmdet.pth
+_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['eca_mmdet'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        type='ECAResNet',
+        eca_k_size=(3, 5, 5, 7),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth')))
+
+auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -1,0 +1,109 @@
+"""Side-by-side timing of ECA models against their plain mmdet twins.
+
+Each case times model A (with ECA) and model B (without) alternately in one
+process, A/B/A/B after a warm-up, so that drifts of the machine (frequency,
+other load) hit both alike; the figure is the median of the per-pair ratios
+A/B, with their min and max.
+"""
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PairTiming:
+    """Result of one A/B case: seconds per call and the A/B ratios."""
+    name: str
+    a_label: str
+    b_label: str
+    a_seconds: List[float] = field(default_factory=list)
+    b_seconds: List[float] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> List[float]:
+        return [a / b for a, b in zip(self.a_seconds, self.b_seconds)]
+
+    def summary(self) -> Dict[str, float]:
+        ratios = self.ratios
+        return dict(
+            a_median_s=statistics.median(self.a_seconds),
+            b_median_s=statistics.median(self.b_seconds),
+            ratio_median=statistics.median(ratios),
+            ratio_min=min(ratios),
+            ratio_max=max(ratios),
+            pairs=len(ratios))
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), **self.summary())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_pairs(name: str, run_a: Callable[[], object],
+               run_b: Callable[[], object], pairs: int = 15,
+               warmup: int = 2, device: torch.device = torch.device('cpu'),
+               a_label: str = 'eca', b_label: str = 'plain',
+               progress: Optional[Callable[[str], None]] = None
+               ) -> PairTiming:
+    """Time ``run_a`` and ``run_b`` alternately: ``warmup`` untimed pairs,
+    then ``pairs`` timed ones (the order within a pair alternates too)."""
+    result = PairTiming(name, a_label, b_label)
+    for _ in range(warmup):
+        run_a(), run_b()
+    for i in range(pairs):
+        order = [(run_a, result.a_seconds), (run_b, result.b_seconds)]
+        for run, out in (order if i % 2 == 0 else order[::-1]):
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            out.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(f'{name}: pair {i + 1}/{pairs} '
+                     f'ratio {result.ratios[-1]:.3f}')
+    return result
+
+
+def inference_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """A no-grad forward of ``model`` on ``x``."""
+    model.eval()
+
+    def run():
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """Forward and backward of ``model`` on ``x`` (sum of its outputs)."""
+    model.train()
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        outs = model(x)
+        sum(o.float().mean() for o in outs).backward()
+    return run
+
+
+def format_table(results: List[PairTiming]) -> str:
+    """A plain-text table: one row per case."""
+    rows = [('case', 'A', 'B', 'A s', 'B s', 'A/B median', 'min', 'max',
+             'pairs')]
+    for r in results:
+        s = r.summary()
+        rows.append((r.name, r.a_label, r.b_label, f'{s["a_median_s"]:.4f}',
+                     f'{s["b_median_s"]:.4f}', f'{s["ratio_median"]:.4f}',
+                     f'{s["ratio_min"]:.4f}', f'{s["ratio_max"]:.4f}',
+                     str(s['pairs'])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths))
+             for row in rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)

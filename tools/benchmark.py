@@ -1,0 +1,171 @@
+"""Wall-clock cost of ECA: ECA models against their plain mmdet twins.
+
+    python tools/benchmark.py [--pairs 15] [--cases NAME ...] [--json OUT]
+
+Each case alternates A (ECA) and B (plain) in one process after a warm-up
+and reports the median of the per-pair ratios A/B with min and max.
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import sys
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from eca_mmdet.benchmark import (format_table, inference_step,  # noqa: E402
+                                 time_pairs, train_step)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# What the detector configs use for the backbone.
+DET_BACKBONE = dict(frozen_stages=1, norm_eval=True, style='pytorch')
+
+
+def backbone_pair(depth, k, fused=True):
+    """(ECAResNet, mmdet ResNet) of one depth, randomly initialised."""
+    from mmdet.models.backbones import ResNet
+
+    from eca_mmdet.models import ECAResNet
+    torch.manual_seed(0)
+    plain = ResNet(depth=depth, **DET_BACKBONE)
+    plain.init_weights()
+    eca = ECAResNet(depth=depth, eca_k_size=k, eca_fused=fused,
+                    **DET_BACKBONE)
+    eca.init_weights()
+    return eca, plain
+
+
+def detector(config):
+    """A detector from a config, randomly initialised, that always keeps 100
+    detections per image so both sides do the same head work."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    import eca_mmdet  # noqa: F401
+    cfg = get_config(config) if '::' in config else Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.rcnn.score_thr = 0.0
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.eval()
+
+
+def detector_inference(model, h, w, device):
+    """One image through the detector's predict path (no data pipeline)."""
+    from mmdet.structures import DetDataSample
+    x = torch.randn(1, 3, h, w, device=device)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+        batch_input_shape=(h, w), pad_shape=(h, w)))
+
+    def run():
+        with torch.no_grad():
+            return model.predict(x, [sample], rescale=False)
+    return run
+
+
+def cases(args, device):
+    """name -> function returning (run_a, run_b, a_label, b_label)."""
+    fmt = torch.channels_last if args.channels_last else \
+        torch.contiguous_format
+
+    def prep(*models):
+        return [m.to(device, memory_format=fmt) for m in models]
+
+    def image(n, h, w):
+        return torch.randn(n, 3, h, w, device=device).contiguous(
+            memory_format=fmt)
+
+    def bb(depth, k, shape, step, fused=True, label='eca'):
+        def make():
+            eca, plain = prep(*backbone_pair(depth, k, fused))
+            x = image(shape[0], *shape[2:])
+            return step(eca, x), step(plain, x), label, 'resnet'
+        return make
+
+    def det():
+        eca = detector(osp.join(REPO, 'configs/mask_rcnn_ecanet50_1x.py'))
+        plain = detector('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+        eca, plain = prep(eca, plain)
+        h, w = args.det_size
+        return (detector_inference(eca, h, w, device),
+                detector_inference(plain, h, w, device), 'eca', 'resnet')
+
+    h, w = args.size
+    half = args.batch_size
+    k50, k101 = (3, 5, 5, 7), (3, 3, 5, 7)
+    return {
+        'r50_infer_800x1333': bb(50, k50, (1, 3, h, w), inference_step),
+        'r50_train_800x1333': bb(50, k50, (1, 3, h, w), train_step),
+        'r50_infer_2x512': bb(50, k50, (2, 3, half, half), inference_step),
+        'r50_train_2x512': bb(50, k50, (2, 3, half, half), train_step),
+        'maskrcnn_r50_infer_800x1333': det,
+        'r101_infer_800x1333': bb(101, k101, (1, 3, h, w), inference_step),
+        'r50_infer_800x1333_straightforward_eca': bb(
+            50, k50, (1, 3, h, w), inference_step, fused=False,
+            label='eca-plain-form'),
+    }
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--pairs', type=int, default=15,
+                        help='timed A/B pairs per case (at least 15)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--cases', nargs='+', metavar='NAME',
+                        help='run only these cases (default: all)')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda (default: cuda when present)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch\'s)')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--size', type=int, nargs=2, default=(800, 1333),
+                        metavar=('H', 'W'), help='single-image input size')
+    parser.add_argument('--batch-size', type=int, default=512,
+                        metavar='S', help='side of the batch-of-2 input')
+    parser.add_argument('--det-size', type=int, nargs=2, default=(800, 1333),
+                        metavar=('H', 'W'))
+    parser.add_argument('--json', metavar='OUT', help='also write JSON')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = cases(args, device)
+    names = args.cases or list(table)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        sys.exit(f'error: unknown case(s) {unknown}; known: {list(table)}')
+    # init_weights() logs every parameter at INFO: keep the table readable.
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine', log_level='WARNING')
+    env = dict(device=str(device), threads=torch.get_num_threads(),
+               torch=torch.__version__, channels_last=args.channels_last,
+               cpu=platform.processor() or platform.machine(),
+               pairs=args.pairs, warmup=args.warmup)
+    print('# ' + ', '.join(f'{k}={v}' for k, v in env.items()), flush=True)
+    results = []
+    for name in names:
+        run_a, run_b, a_label, b_label = table[name]()
+        results.append(time_pairs(
+            name, run_a, run_b, pairs=args.pairs, warmup=args.warmup,
+            device=device, a_label=a_label, b_label=b_label,
+            progress=lambda msg: print(msg, file=sys.stderr, flush=True)))
+    print(format_table(results))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(env=env, cases=[r.to_dict() for r in results]),
+                      f, indent=2)
+        print(f'wrote {args.json}')
+
+
+if __name__ == '__main__':
+    main()
