@@ -29,7 +29,20 @@ ARCH_PRESETS: Dict[str, dict] = {
 PRUNED_WIDTHS_FILE = osp.join(osp.dirname(__file__), 'pruned_widths.json')
 
 
-class ECABasicBlock(BasicBlock):
+class _ECAResidualForward:
+    """``forward`` of the ECA blocks: the residual branch with its ECA gate
+    folded into the add (``_inner_forward``), checkpointed under
+    ``with_cp``, then ReLU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(self._inner_forward, x, use_reentrant=False)
+        else:
+            out = self._inner_forward(x)
+        return self.relu(out)
+
+
+class ECABasicBlock(_ECAResidualForward, BasicBlock):
     """mmdet's BasicBlock with ECA after ``norm2``, before the residual add.
 
     Args:
@@ -46,23 +59,14 @@ class ECABasicBlock(BasicBlock):
         super().__init__(inplanes, planes, **kwargs)
         self.eca = ECALayer(planes, eca_k_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """conv-bn-relu-conv-bn, ECA gate folded into the residual add, relu."""
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.norm2(self.conv2(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.eca.forward_residual(out, identity)
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+    def _inner_forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.eca.forward_residual(out, identity)
 
 
-class ECABottleneck(Bottleneck):
+class ECABottleneck(_ECAResidualForward, Bottleneck):
     """mmdet's Bottleneck with ECA after ``norm3`` (and any ``after_conv3``
     plugins), before the residual add.
 
@@ -81,27 +85,18 @@ class ECABottleneck(Bottleneck):
         super().__init__(inplanes, planes, **kwargs)
         self.eca = ECALayer(planes * self.expansion, eca_k_size)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Bottleneck branch, ECA gate folded into the residual add, relu."""
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.relu(self.norm2(self.conv2(out)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = self.norm3(self.conv3(out))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            return self.eca.forward_residual(out, identity)
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+    def _inner_forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv1_plugin_names)
+        out = self.relu(self.norm2(self.conv2(out)))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv2_plugin_names)
+        out = self.norm3(self.conv3(out))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv3_plugin_names)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.eca.forward_residual(out, identity)
 
 
 def load_pruned_widths(arch: str) -> List[dict]:
