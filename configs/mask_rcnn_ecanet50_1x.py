@@ -15,3 +15,8 @@ model = dict(
             checkpoint='checkpoints/ecanet50_k3557_mmdet.pth')))
 
 auto_scale_lr = dict(enable=True, base_batch_size=16)
+
+# After each validation, draw the predictions on the first 4 val images into
+# WORK_DIR/progress_frames/ and WORK_DIR/progress.gif (eca_mmdet/hooks/
+# progress_gif.py). Off: --cfg-options custom_hooks.0.enabled=False
+custom_hooks = [dict(type='ProgressGifHook')]

@@ -60,11 +60,17 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
     out_dir = tmp_path / 'test_out'
     proc = run_tool([
         'test.py', trained['config'], trained['work'] / 'epoch_2.pth',
-        '--work-dir', out_dir
+        '--work-dir', out_dir, '--show-dir', out_dir / 'vis'
     ], cwd=trained['root'])
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'category' in log and 'circle' in log  # mmdet's per-class table
+    # --show-dir: one rendering per val image, plus the contact sheet
+    val_images = read_json(trained['data'] / 'annotations' /
+                           'instances_val.json')['images']
+    rendered = sorted(p.name for p in (out_dir / 'vis').glob('*.png'))
+    assert 'contact_sheet.png' in rendered
+    assert len(rendered) == len(val_images) + 1
 
     metrics = read_json(out_dir / 'metrics.json')
     assert isinstance(metrics, dict)

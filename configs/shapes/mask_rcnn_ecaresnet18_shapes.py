@@ -94,3 +94,8 @@ auto_scale_lr = dict(enable=True, base_batch_size=8)
 default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=1, max_keep_ckpts=12))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
+
+# After each validation, draw the predictions on the first 4 val images into
+# WORK_DIR/progress_frames/ and WORK_DIR/progress.gif (eca_mmdet/hooks/
+# progress_gif.py). Off: --cfg-options custom_hooks.0.enabled=False
+custom_hooks = [dict(type='ProgressGifHook')]

@@ -82,19 +82,14 @@ def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
 
 
 def _enable_visualization(cfg: Config, show_dir: str) -> None:
-    """Draw predictions into ``show_dir`` with mmdet's DetVisualizationHook.
-
-    The hook joins ``test_out_dir`` to ``work_dir/<timestamp>``; an absolute
-    path keeps it where the user asked.
-    """
-    hooks = cfg.get('default_hooks', None)
-    if hooks is None:
-        cfg.default_hooks = hooks = ConfigDict()
-    vis = hooks.get('visualization', None)
-    if vis is None:
-        vis = hooks['visualization'] = ConfigDict(type='DetVisualizationHook')
-    vis['draw'] = True
-    vis['test_out_dir'] = osp.abspath(show_dir)
+    """Render every test image into ``show_dir`` (ground truth beside the
+    prediction, stable class colours, a contact sheet at the end) with
+    :class:`~eca_mmdet.hooks.RenderPredictionsHook`, the renderer of
+    ``tools/visualize.py``."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    hooks.append(ConfigDict(type='RenderPredictionsHook',
+                            out_dir=osp.abspath(show_dir), score_thr=0.3))
+    cfg.custom_hooks = hooks
 
 
 def build_test_config(args: argparse.Namespace) -> Config:

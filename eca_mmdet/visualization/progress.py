@@ -1,0 +1,201 @@
+"""Training-progress frames and GIFs: epoch checkpoints, val mAP from the
+training log, captioned prediction grids, GIF writing.
+
+Used by ``tools/progress_gif.py`` (offline, from the ``epoch_*.pth`` of a
+work dir) and by :class:`eca_mmdet.hooks.ProgressGifHook` (online, after
+each validation).
+"""
+import glob
+import json
+import math
+import os
+import os.path as osp
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .render import DetRenderer, VisualizationError, get_font, make_grid
+
+__all__ = [
+    'epoch_checkpoints', 'read_val_metrics', 'format_caption',
+    'compose_frame', 'write_gif', 'frame_files'
+]
+
+CAPTION_HEIGHT = 24
+METRIC_KEYS = (('bbox', 'bbox_mAP'), ('segm', 'segm_mAP'))
+
+
+def _epoch_of(path: str, prefix: str) -> Optional[int]:
+    m = re.fullmatch(re.escape(prefix) + r'(\d+)\.\w+', osp.basename(path))
+    return int(m.group(1)) if m else None
+
+
+def epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
+    """``[(epoch, path)]`` of ``work_dir/epoch_<n>.pth``, numeric order."""
+    found = []
+    for path in glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')):
+        epoch = _epoch_of(path, 'epoch_')
+        if epoch is not None:
+            found.append((epoch, path))
+    return sorted(found)
+
+
+def frame_files(frames_dir: str) -> List[Tuple[int, str]]:
+    """``[(epoch, path)]`` of ``frames_dir/epoch_<n>.png``, numeric order."""
+    found = []
+    for path in glob.glob(osp.join(glob.escape(frames_dir), 'epoch_*.png')):
+        epoch = _epoch_of(path, 'epoch_')
+        if epoch is not None:
+            found.append((epoch, path))
+    return sorted(found)
+
+
+def _pick_metrics(entry: dict) -> Dict[str, float]:
+    """``{'bbox': mAP, 'segm': mAP}`` from a metrics dict (``coco/`` keys
+    first, any ``.../bbox_mAP`` otherwise)."""
+    out = {}
+    for short, key in METRIC_KEYS:
+        value = entry.get(f'coco/{key}')
+        if value is None:
+            for k, v in entry.items():
+                if isinstance(k, str) and (k == key or k.endswith('/' + key)):
+                    value = v
+                    break
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value >= 0:  # CocoMetric logs -1: n/a
+            out[short] = value
+    return out
+
+
+def read_val_metrics(work_dir: str) -> Dict[int, Dict[str, float]]:
+    """Validation mAP per epoch from mmengine's logs in ``work_dir``.
+
+    Reads every ``work_dir/<timestamp>/vis_data/scalars.json`` (one JSON
+    object per line; validation lines carry ``coco/bbox_mAP`` and
+    ``coco/segm_mAP`` with ``step`` = epoch), oldest run first so a resumed
+    run's values win. Returns ``{epoch: {'bbox': x, 'segm': y}}`` with the
+    metrics that are known.
+    """
+    files = sorted(
+        glob.glob(osp.join(glob.escape(work_dir), '*', 'vis_data',
+                           'scalars.json')))
+    metrics: Dict[int, Dict[str, float]] = {}
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.readlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            found = _pick_metrics(entry)
+            step = entry.get('epoch', entry.get('step'))
+            if found and isinstance(step, int) and step > 0:
+                metrics.setdefault(step, {}).update(found)
+    return metrics
+
+
+def format_caption(epoch: int,
+                   metrics: Optional[Dict[str, float]] = None) -> str:
+    """``'epoch 3   bbox mAP 0.412   segm mAP 0.380'`` (``n/a`` if unknown)."""
+    metrics = dict(metrics or {})
+    if not set(metrics) <= {'bbox', 'segm'}:  # raw keys like coco/bbox_mAP
+        metrics = _pick_metrics(metrics)
+    parts = [f'epoch {epoch}']
+    for short, _ in METRIC_KEYS:
+        value = metrics.get(short)
+        parts.append(f'{short} mAP ' +
+                     (f'{value:.3f}' if value is not None else 'n/a'))
+    return '   '.join(parts)
+
+
+def compose_frame(renderer: DetRenderer,
+                  images: Sequence[np.ndarray],
+                  data_samples: Sequence,
+                  caption: str,
+                  size: int = 256,
+                  cols: Optional[int] = None) -> Image.Image:
+    """One GIF frame: a caption strip on top of a grid of the images with
+    their predictions, each drawn at ``size`` px (longer side) in a
+    ``size`` x ``size`` cell. The layout depends only on the number of
+    images, ``size`` and ``cols``."""
+    drawn = [
+        renderer.render(img, sample, size=size)
+        for img, sample in zip(images, data_samples)
+    ]
+    grid = make_grid(drawn, cols=cols, cell=(size, size), pad=2,
+                     background=(32, 32, 32))
+    frame = Image.new('RGB', (grid.width, grid.height + CAPTION_HEIGHT),
+                      (32, 32, 32))
+    frame.paste(grid, (0, CAPTION_HEIGHT))
+    draw = ImageDraw.Draw(frame)
+    # the largest font that fits the width; long captions lose their spaces
+    text, font = caption, None
+    for candidate in (caption, ' '.join(caption.split())):
+        for font_size in range(CAPTION_HEIGHT - 8, 7, -1):
+            font = get_font(font_size)
+            if draw.textlength(candidate, font=font) <= frame.width - 8:
+                text = candidate
+                break
+        else:
+            continue
+        break
+    draw.text((4, 4), text, fill=(255, 255, 255), font=font)
+    return frame
+
+
+def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
+              fps: float = 2.0, hold_last: int = 2) -> str:
+    """Write ``frames`` (images or paths, same size) as a looping GIF.
+
+    All frames share one palette (computed from all of them), so colours do
+    not flicker between frames; the last frame is shown ``hold_last`` times
+    as long. Written to a temp file and moved into place with
+    ``os.replace``: readers never see a half-written GIF.
+    """
+    if not frames:
+        raise VisualizationError('no frames for the GIF')
+    pil = []
+    for fr in frames:
+        if isinstance(fr, str):
+            with Image.open(fr) as f:
+                fr = f.convert('RGB')
+        pil.append(fr.convert('RGB'))
+    size = pil[0].size
+    pil = [fr if fr.size == size else fr.resize(size) for fr in pil]
+    # shared palette from a thumbnail strip of all frames
+    thumb_w = max(1, size[0] // 2)
+    thumb_h = max(1, size[1] // 2)
+    strip = Image.new('RGB', (thumb_w, thumb_h * len(pil)))
+    for i, fr in enumerate(pil):
+        strip.paste(fr.resize((thumb_w, thumb_h), Image.NEAREST),
+                    (0, i * thumb_h))
+    palette = strip.quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+    quantized = [
+        fr.quantize(palette=palette, dither=Image.Dither.NONE) for fr in pil
+    ]
+    duration = max(20, int(round(1000.0 / max(fps, 1e-3))))
+    durations = [duration] * len(quantized)
+    durations[-1] = duration * max(1, hold_last)
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    tmp = f'{out_file}.tmp{os.getpid()}.gif'
+    quantized[0].save(
+        tmp,
+        save_all=True,
+        append_images=quantized[1:],
+        duration=durations if len(durations) > 1 else durations[0],
+        loop=0,
+        disposal=1,
+        optimize=False)
+    os.replace(tmp, out_file)
+    return out_file

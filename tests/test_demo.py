@@ -1,0 +1,97 @@
+"""demo/image_demo.py: renderings + JSON whose RLE masks decode to the
+model's masks, and one-line errors for bad inputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+import vis_testlib as lib
+
+import eca_mmdet  # noqa: F401
+from eca_mmdet.engine import safe_torch_load
+from eca_mmdet.visualization import load_detector, predict
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory):
+    return lib.trained_workdir(tmp_path_factory)
+
+
+def test_demo_outputs_round_trip(trained, tmp_path):
+    out_dir = tmp_path / 'out'
+    val_dir = trained['data_root'] / 'val'
+    ckpt = trained['checkpoints'][-1]
+    proc = lib.run('demo/image_demo.py', f'{val_dir}/*.png',
+                   trained['config'], '--weights', ckpt, '--out-dir',
+                   out_dir, '--pred-score-thr', '0.05', '--no-progress')
+    assert proc.returncode == 0, lib.explain(proc)
+
+    model = load_detector(str(trained['config']), str(ckpt))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like the demo's OMP_NUM_THREADS=1
+    try:
+        n_masks = 0
+        for img in sorted(val_dir.glob('*.png')):
+            assert (out_dir / 'vis' / img.name).is_file()
+            pred = json.loads((out_dir / 'preds' / f'{img.stem}.json')
+                              .read_text())
+            want = predict(model, [str(img)])[0].pred_instances
+            assert set(pred) == {'labels', 'scores', 'bboxes', 'masks'}
+            assert pred['labels'] == want.labels.tolist()
+            np.testing.assert_allclose(pred['scores'], want.scores.numpy(),
+                                       atol=1e-4)
+            np.testing.assert_allclose(np.array(pred['bboxes']).reshape(
+                -1, 4), want.bboxes.numpy(), atol=1e-2)
+            assert len(pred['masks']) == len(want)
+            for rle, mask in zip(pred['masks'], want.masks.numpy()):
+                assert isinstance(rle['counts'], str)
+                decoded = mask_utils.decode(
+                    dict(size=rle['size'], counts=rle['counts'].encode()))
+                assert decoded.shape == mask.shape
+                assert (decoded.astype(bool) == mask).mean() > 0.999
+                n_masks += 1
+    finally:
+        torch.set_num_threads(threads)
+    assert n_masks > 0, 'no masks predicted: the round trip tested nothing'
+
+
+@pytest.fixture
+def mismatched_checkpoint(trained, tmp_path):
+    ckpt = safe_torch_load(str(trained['checkpoints'][-1]))
+    state = dict(ckpt['state_dict'])
+    key = 'roi_head.bbox_head.fc_cls.weight'
+    state[key] = state[key][:3]  # as if trained for 2 classes
+    path = tmp_path / 'other.pth'
+    torch.save(dict(state_dict=state, meta=ckpt['meta']), path)
+    return path
+
+
+@pytest.mark.parametrize('case', ['bad_image', 'missing_ckpt', 'mismatch'])
+def test_demo_errors_are_one_line(case, trained, tmp_path,
+                                  mismatched_checkpoint):
+    image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
+    ckpt = trained['checkpoints'][-1]
+    if case == 'bad_image':
+        image = tmp_path / 'broken.png'
+        image.write_bytes(b'\x89PNG\r\n\x1a\n not really')
+        expect = f'error: cannot read image {image}'
+    elif case == 'missing_ckpt':
+        ckpt = tmp_path / 'nope.pth'
+        expect = f'error: checkpoint not found: {ckpt}'
+    else:
+        ckpt = mismatched_checkpoint
+        expect = (f'error: checkpoint {ckpt} does not fit the config\'s '
+                  'model: shape mismatch 1: roi_head.bbox_head.fc_cls.weight:'
+                  ' checkpoint (3, 256) vs model (5, 256)')
+    proc = lib.run('demo/image_demo.py', image, trained['config'],
+                   '--weights', ckpt, '--out-dir', tmp_path / 'out',
+                   '--no-progress')
+    assert proc.returncode == 1, lib.explain(proc)
+    assert 'Traceback' not in proc.stderr, lib.explain(proc)
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert len(errors) == 1, lib.explain(proc)
+    assert errors[0].startswith(expect), lib.explain(proc)
+    assert not (tmp_path / 'out' / 'preds').exists()

@@ -1,0 +1,201 @@
+"""ProgressGifHook (during training, after an interruption, disabled) and
+tools/progress_gif.py (one frame per epoch checkpoint, frames differ)."""
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from mmengine.hooks import Hook
+from PIL import Image
+
+import vis_testlib as lib
+
+import eca_mmdet  # noqa: F401
+import eca_mmdet.hooks  # noqa: F401
+from eca_mmdet.hooks import ProgressGifHook
+from eca_mmdet.visualization import (epoch_checkpoints, format_caption,
+                                     read_val_metrics, write_gif)
+from eca_mmdet.visualization.progress import CAPTION_HEIGHT
+
+
+@pytest.fixture(scope='session')
+def trained(tmp_path_factory):
+    return lib.trained_workdir(tmp_path_factory)
+
+
+def gif_frames(path):
+    with Image.open(path) as gif:
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert('RGB')))
+    return frames
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------
+def test_epoch_checkpoints_numeric_order(tmp_path):
+    for n in (10, 2, 1, 9):
+        (tmp_path / f'epoch_{n}.pth').write_bytes(b'')
+    (tmp_path / 'best_coco_bbox_mAP_epoch_3.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text('x')
+    assert [e for e, _ in epoch_checkpoints(str(tmp_path))] == [1, 2, 9, 10]
+
+
+def test_read_val_metrics_from_scalars(tmp_path):
+    for stamp, lines in (
+            ('20240101_000000', [
+                dict(loss=1.0, step=5),
+                {'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.05, 'step': 1},
+                {'coco/bbox_mAP': 0.2, 'coco/segm_mAP': -1.0, 'step': 2},
+            ]),
+            ('20240102_000000', [  # a resumed run redoes epoch 2
+                {'coco/bbox_mAP': 0.25, 'coco/segm_mAP': 0.125, 'step': 2},
+            ])):
+        d = tmp_path / stamp / 'vis_data'
+        d.mkdir(parents=True)
+        (d / 'scalars.json').write_text(
+            '\n'.join(json.dumps(x) for x in lines) + '\n')
+    metrics = read_val_metrics(str(tmp_path))
+    assert metrics == {1: dict(bbox=0.1, segm=0.05),
+                       2: dict(bbox=0.25, segm=0.125)}
+    assert format_caption(2, metrics[2]) == \
+        'epoch 2   bbox mAP 0.250   segm mAP 0.125'
+    assert format_caption(3, None).endswith('segm mAP n/a')
+    assert 'bbox mAP 0.300' in format_caption(1, {'coco/bbox_mAP': 0.3})
+
+
+def test_write_gif_keeps_every_frame(tmp_path):
+    frames = [Image.new('RGB', (40, 30), (10 * i, 0, 0)) for i in range(4)]
+    out = write_gif(frames, str(tmp_path / 'x.gif'), fps=4)
+    got = gif_frames(out)
+    assert len(got) == 4 and got[0].shape == (30, 40, 3)
+    assert not any(p.name.startswith('x.gif.tmp') for p in tmp_path.iterdir())
+
+
+def test_disabled_hook_does_nothing(tmp_path):
+    hook = ProgressGifHook(enabled=False)
+    runner = SimpleNamespace(work_dir=str(tmp_path), epoch=1, model=None)
+    hook.before_train(runner)
+    hook.after_val_epoch(runner, {'coco/bbox_mAP': 0.1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fresh_run_drops_stale_frames(tmp_path):
+    frames = tmp_path / 'progress_frames'
+    frames.mkdir()
+    for n in (1, 2, 5):
+        Image.new('RGB', (8, 8)).save(frames / f'epoch_{n:03d}.png')
+    hook = ProgressGifHook()
+    hook.before_train(SimpleNamespace(work_dir=str(tmp_path), epoch=2))
+    assert sorted(p.name for p in frames.iterdir()) == \
+        ['epoch_001.png', 'epoch_002.png']
+    hook.before_train(SimpleNamespace(work_dir=str(tmp_path), epoch=0))
+    assert list(frames.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------
+# The hook during training
+# ----------------------------------------------------------------------------
+def test_hook_writes_gif_during_training(trained):
+    work = trained['work_dir']
+    n_ckpt = len(trained['checkpoints'])
+    assert n_ckpt == lib.MAX_EPOCHS
+    frames = sorted(p.name for p in (work / 'progress_frames').iterdir())
+    assert frames == [f'epoch_{e:03d}.png' for e in range(1, n_ckpt + 1)]
+    got = gif_frames(work / 'progress.gif')
+    assert len(got) == n_ckpt
+    # 2 images in a row of GIF_SIZE cells under the caption strip
+    assert got[0].shape[0] == lib.GIF_SIZE + 4 + CAPTION_HEIGHT
+    assert all(f.shape == got[0].shape for f in got)
+    timings = trained['hook_timings']
+    assert [t['epoch'] for t in timings] == list(range(1, n_ckpt + 1))
+    assert all(t['seconds'] > 0 for t in timings)
+
+
+def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
+    from mmdet.registry import DATASETS
+    from mmengine.logging import MMLogger
+
+    from eca_mmdet.visualization import load_detector
+    model = load_detector(str(trained['config']),
+                          str(trained['checkpoints'][-1]))
+    model.train()
+    thr = model.roi_head.test_cfg.score_thr
+    dataset = DATASETS.build(trained['cfg'].val_dataloader.dataset)
+    runner = SimpleNamespace(
+        val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset)),
+        model=model, epoch=7, work_dir=str(tmp_path),
+        logger=MMLogger.get_instance('test_progress_gif'))
+    hook = ProgressGifHook(num_images=1, size=64, score_thr=0.5)
+    hook.before_train(runner)
+    hook.after_val_epoch(runner, {'coco/bbox_mAP': 0.5})
+    assert model.training
+    assert model.roi_head.test_cfg.score_thr == thr
+    assert (tmp_path / 'progress_frames' / 'epoch_007.png').is_file()
+    assert len(gif_frames(tmp_path / 'progress.gif')) == 1
+    assert [t['epoch'] for t in hook.timings] == [7]
+
+
+class _StopInEpoch(Hook):
+    """Simulates a crash at the start of epoch ``epoch`` (1-based)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def before_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt('simulated interruption')
+
+
+def test_interrupted_run_keeps_gif_of_completed_epochs(trained, tmp_path):
+    hook = dict(type='ProgressGifHook', num_images=1, size=64,
+                score_thr=0.05)
+    cfg = lib.tiny_config(trained['data_root'], tmp_path / 'work',
+                          max_epochs=3, custom_hooks=[hook])
+    with pytest.raises(KeyboardInterrupt):
+        lib.train(cfg, extra_hooks=[_StopInEpoch(2)])
+    gif = tmp_path / 'work' / 'progress.gif'
+    assert gif.is_file()
+    assert len(gif_frames(gif)) == 1
+    assert sorted(p.name for p in
+                  (tmp_path / 'work' / 'progress_frames').iterdir()) == \
+        ['epoch_001.png']
+    assert not [p for p in (tmp_path / 'work').iterdir() if '.tmp' in p.name]
+
+
+# ----------------------------------------------------------------------------
+# tools/progress_gif.py
+# ----------------------------------------------------------------------------
+def test_progress_gif_tool(trained, tmp_path):
+    val = sorted((trained['data_root'] / 'val').glob('*.png'))[:2]
+    out = tmp_path / 'progress.gif'
+    proc = lib.run('tools/progress_gif.py', trained['config'],
+                   trained['work_dir'], *val, '--out', out, '--fps', '3',
+                   '--size', '80', '--score-thr', '0.05')
+    assert proc.returncode == 0, lib.explain(proc)
+    frames = gif_frames(out)
+    assert len(frames) == len(trained['checkpoints'])
+    assert all(f.shape == frames[0].shape for f in frames)
+    # the predictions (below the caption) change between epochs
+    body = [f[CAPTION_HEIGHT:].astype(int) for f in frames]
+    diffs = [np.abs(a - b).mean() for a, b in zip(body, body[1:])]
+    assert max(diffs) > 0.5, diffs
+    # the captions differ as well (epoch number)
+    heads = [f[:CAPTION_HEIGHT] for f in frames]
+    assert not np.array_equal(heads[0], heads[1])
+    metrics = read_val_metrics(str(trained['work_dir']))
+    assert sorted(metrics) == list(range(1, len(frames) + 1))
+    assert all(set(m) == {'bbox', 'segm'} for m in metrics.values())
+
+
+def test_progress_gif_tool_errors(tmp_path, trained):
+    proc = lib.run('tools/progress_gif.py', trained['config'], tmp_path,
+                   trained['data_root'] / 'val', '--out', tmp_path / 'x.gif')
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f'error: no epoch_*.pth in {tmp_path}'
+    assert not os.path.exists(tmp_path / 'x.gif')
