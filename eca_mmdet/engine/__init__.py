@@ -1,8 +1,10 @@
 """Run-time fixes and checks for training/testing with mmengine 0.10 here.
 
 Importing this package registers the safe checkpoint loader (see
-:mod:`.checkpoint`) and the CPU DDP wrapper (see :mod:`.dist`).
+:mod:`.checkpoint`), atomic checkpoint writes (see :mod:`.atomic_io`) and the
+CPU DDP wrapper (see :mod:`.dist`).
 """
+from .atomic_io import AtomicLocalBackend, atomic_write, register_atomic_writes
 from .checkpoint import (CheckpointLoadError, ModelZooUnavailableError,
                          UnsafeCheckpointError, register_safe_loading,
                          safe_checkpoint_global_names, safe_checkpoint_globals,
@@ -13,8 +15,10 @@ from .errors import EcaMmdetError
 from .preflight import PreflightError, preflight_check
 
 register_safe_loading()
+register_atomic_writes()
 
 __all__ = [
+    'AtomicLocalBackend', 'atomic_write', 'register_atomic_writes',
     'CPUDistributedDataParallel', 'CheckpointLoadError', 'DistSetupError',
     'EcaMmdetError', 'ModelZooUnavailableError', 'PreflightError',
     'UnsafeCheckpointError', 'cleanup_distributed', 'get_launch_rank',
