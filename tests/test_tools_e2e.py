@@ -213,3 +213,34 @@ def test_test_tool_refuses_planted_payload(trained, tmp_path):
     assert str(evil) in errors[0] and 'io.open' in errors[0]
     assert not target.exists()
     assert not (out / 'metrics.json').exists()
+
+
+def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
+    work = tmp_path / 'work'
+    shutil.copytree(trained['work'], work)
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    before = {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+
+    # --lr-scale reaches past the rate the resume restores: 1e30 explodes
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        '--lr-scale', '1e30', '--cfg-options', 'train_cfg.max_epochs=3'
+    ], cwd=trained['root'])
+    assert proc.returncode == 1, explain(proc)
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and 'Traceback' not in proc.stderr, explain(proc)
+    assert re.search(r'non-finite loss at iteration \d+ \(epoch 3\): '
+                     r'loss\w*=(nan|inf)', err[0]), err[0]
+    assert '--resume --lr-scale 0.1' in err[0]
+    assert {p.name: _digest(p) for p in work.glob('epoch_*.pth')} == before
+    assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
+
+    # and the advice works: a lower rate resumes cleanly from epoch 2
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        '--lr-scale', '0.1', '--cfg-options', 'train_cfg.max_epochs=3'
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    assert 'resumed epoch: 2' in proc.stdout + proc.stderr
+    assert re.search(r'Epoch\(train\) +\[3\].* lr: 5\.0000e-04',
+                     proc.stdout + proc.stderr), explain(proc)

@@ -12,7 +12,7 @@ import os.path as osp
 from typing import Optional, Sequence
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 from ..engine import EcaMmdetError, preflight_check, setup_distributed
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         action='store_true',
         help='scale the learning rate by the total batch size over the '
         'config\'s auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--lr-scale',
+        type=float,
+        metavar='F',
+        help='multiply the learning rate by F, also after --resume (which '
+        'restores the saved rate), e.g. 0.1 after a non-finite loss')
     add_common_args(parser)
     return parser
 
@@ -76,6 +82,15 @@ def build_train_config(args: argparse.Namespace) -> Config:
                 'auto_scale_lr.base_batch_size; add it to the config or pass '
                 '--cfg-options auto_scale_lr.base_batch_size=N')
         scale['enable'] = True
+
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') == 'NonFiniteLossHook' for h in hooks):
+        hooks.append(ConfigDict(type='NonFiniteLossHook'))
+    if args.lr_scale is not None:
+        if not args.lr_scale > 0:
+            raise ConfigError(f'--lr-scale must be > 0, got {args.lr_scale}')
+        hooks.append(ConfigDict(type='ScaleLrHook', factor=args.lr_scale))
+    cfg.custom_hooks = hooks
 
     if args.resume == 'auto':
         cfg.resume = True

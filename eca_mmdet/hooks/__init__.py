@@ -3,9 +3,17 @@
 * ``ProgressGifHook`` (:mod:`.progress_gif`): a GIF of the predictions on a
   few val images, one frame per validation epoch;
 * ``RenderPredictionsHook`` (:mod:`.render`): renderings of every test
-  sample plus a contact sheet (``tools/test.py --show-dir``).
+  sample plus a contact sheet (``tools/test.py --show-dir``);
+* ``NonFiniteLossHook`` (:mod:`.nonfinite_loss`): stops training at the first
+  NaN/inf loss with a message naming the iteration and the loss term;
+* ``ScaleLrHook`` (:mod:`.lr_scale`): ``tools/train.py --lr-scale``.
 """
+from .lr_scale import ScaleLrHook
+from .nonfinite_loss import NonFiniteLossError, NonFiniteLossHook
 from .progress_gif import ProgressGifHook
 from .render import RenderPredictionsHook
 
-__all__ = ['ProgressGifHook', 'RenderPredictionsHook']
+__all__ = [
+    'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressGifHook',
+    'RenderPredictionsHook', 'ScaleLrHook'
+]
