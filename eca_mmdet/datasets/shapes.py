@@ -1,8 +1,11 @@
 """Deterministic synthetic COCO instance-segmentation dataset ("shapes").
 
-Each image has a textured background (smooth noise, gradient or stripes) with
-1-5 filled shapes of random colour, size and position painted on top of each
-other. Every instance is annotated with its *visible* mask after occlusion.
+Each image has a low-contrast textured background (smooth noise, gradient or
+stripes) with 1-4 filled shapes of random size, position and colour painted
+on top of each other; each class draws its colour from its own hue family
+(shape and colour both tell the class, so that a small Mask R-CNN trained
+from scratch on 2 CPU cores learns it in minutes). Every instance is
+annotated with its *visible* mask after occlusion.
 
 The generator deliberately covers the general COCO case:
 
@@ -20,6 +23,7 @@ arguments: the same seed yields byte-identical JSON and images.
 from __future__ import annotations
 
 import json
+import colorsys
 import math
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,7 @@ CLASSES: tuple[str, ...] = tuple(c["name"] for c in CATEGORIES)
 
 SPLITS: tuple[str, ...] = ("train", "val")
 MIN_VISIBLE_PX = 20  # instances with fewer visible pixels are dropped
-MAX_OBJECTS = 5
+MAX_OBJECTS = 4
 
 Polygon = list[float]  # COCO polygon: [x0, y0, x1, y1, ...]
 
@@ -108,8 +112,11 @@ def _bbox(mask: np.ndarray) -> list[float]:
 # ----------------------------------------------------------------------------
 def _background(rng: np.random.Generator, height: int,
                 width: int) -> np.ndarray:
-    """Float RGB texture in [0, 255]: smooth noise, gradient or stripes."""
-    c0, c1 = rng.uniform(0.0, 255.0, size=(2, 3))
+    """Float RGB texture in [0, 255]: smooth noise, gradient or stripes,
+    of low contrast (two colours at most 40 apart per channel) so that the
+    shapes, not the texture, carry the strong edges."""
+    c0 = rng.uniform(40.0, 215.0, size=3)
+    c1 = np.clip(c0 + rng.uniform(-40.0, 40.0, size=3), 0.0, 255.0)
     kind = int(rng.integers(3))
     if kind == 0:  # smooth (bilinearly upsampled) noise
         gh, gw = (int(v) for v in rng.integers(2, 9, size=2))
@@ -133,15 +140,19 @@ def _background(rng: np.random.Generator, height: int,
     return c0 * (1.0 - t) + c1 * t
 
 
-def _contrasting_colour(rng: np.random.Generator,
-                        ref: np.ndarray) -> np.ndarray:
-    """Random RGB colour, preferably far (L1 > 120) from ``ref``."""
-    colour = rng.uniform(0.0, 255.0, size=3)
+def _class_colour(rng: np.random.Generator, category_id: int,
+                  ref: np.ndarray) -> np.ndarray:
+    """Random RGB colour of the class's hue family (hue +-25 degrees, random
+    saturation and value), preferably far (L1 > 120) from ``ref``."""
+    index = [c["id"] for c in CATEGORIES].index(category_id)
+    base_hue = index / len(CATEGORIES)
     for _ in range(10):
-        if np.abs(colour - ref).sum() > 120.0:
+        hue = (base_hue + rng.uniform(-25.0, 25.0) / 360.0) % 1.0
+        rgb = np.array(colorsys.hsv_to_rgb(
+            hue, rng.uniform(0.5, 1.0), rng.uniform(0.45, 1.0))) * 255.0
+        if np.abs(rgb - ref).sum() > 120.0:
             break
-        colour = rng.uniform(0.0, 255.0, size=3)
-    return colour
+    return rgb
 
 
 def _crowd_polygons(rng: np.random.Generator, name: str, height: int,
@@ -177,7 +188,7 @@ def _render(rng: np.random.Generator, height: int, width: int,
     short = min(height, width)
     for _ in range(num_objects):
         cat = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-        r = rng.uniform(0.0625, 0.25) * short  # diameter 1/8 .. 1/2 of image
+        r = rng.uniform(0.1, 0.25) * short  # diameter 1/5 .. 1/2 of image
         cx = rng.uniform(r + 1, width - 2 - r)
         cy = rng.uniform(r + 1, height - 2 - r)
         poly = _shape_polygon(cat["name"], cx, cy, r,
@@ -189,7 +200,7 @@ def _render(rng: np.random.Generator, height: int, width: int,
         layer["mask"] = mask
         if mask.any():
             ref = img[mask].mean(axis=0)
-            img[mask] = _contrasting_colour(rng, ref)
+            img[mask] = _class_colour(rng, layer["category_id"], ref)
     sigma = rng.uniform(0.0, 10.0)  # pixel noise over everything
     img += sigma * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), layers
