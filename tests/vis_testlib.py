@@ -60,14 +60,14 @@ def tiny_config(data_root: Path, work_dir: Path, max_epochs: int = MAX_EPOCHS,
     cfg.model.test_cfg.rpn.nms_pre = 100
     cfg.model.test_cfg.rpn.max_per_img = 50
     cfg.model.test_cfg.rcnn.max_per_img = 10
-    cfg.model.test_cfg.rcnn.score_thr = 0.01  # a barely trained model
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # a barely trained model
     cfg.model.train_cfg.rpn_proposal.nms_pre = 200
     cfg.model.train_cfg.rpn_proposal.max_per_img = 50
     cfg.model.train_cfg.rcnn.sampler.num = 64
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
                          val_interval=1)
     cfg.param_scheduler = []
-    cfg.optim_wrapper.optimizer.lr = 0.02
+    cfg.optim_wrapper.optimizer.lr = 2e-3  # AdamW, as the shapes config
     cfg.auto_scale_lr = dict(enable=False, base_batch_size=4)
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
