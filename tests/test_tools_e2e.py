@@ -106,13 +106,18 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
                                               coco_eval.stats[i])
 
 
-def test_resume_continues_from_epoch_2(trained, tmp_path):
+def _copy_of_trained_work_dir(trained, tmp_path):
+    """A copy of the 2-epoch work dir, and the digests of its checkpoints."""
     work = tmp_path / 'work'
     shutil.copytree(trained['work'], work)
     # last_checkpoint holds the absolute path of the original run: point it
     # at the copy, as moving a work dir would require
     (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
-    before = {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+    return work, {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+
+
+def test_resume_continues_from_epoch_2(trained, tmp_path):
+    work, before = _copy_of_trained_work_dir(trained, tmp_path)
 
     proc = run_tool([
         'train.py', trained['config'], '--work-dir', work, '--resume',
@@ -216,10 +221,7 @@ def test_test_tool_refuses_planted_payload(trained, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
-    work = tmp_path / 'work'
-    shutil.copytree(trained['work'], work)
-    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
-    before = {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+    work, before = _copy_of_trained_work_dir(trained, tmp_path)
 
     # --lr-scale reaches past the rate the resume restores: 1e30 explodes
     proc = run_tool([
