@@ -32,24 +32,24 @@ def _epoch_of(path: str, prefix: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
-    """``[(epoch, path)]`` of ``work_dir/epoch_<n>.pth``, numeric order."""
+def _epoch_files(directory: str, ext: str) -> List[Tuple[int, str]]:
+    """``[(epoch, path)]`` of ``directory/epoch_<n>.<ext>``, numeric order."""
     found = []
-    for path in glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')):
+    for path in glob.glob(osp.join(glob.escape(directory), f'epoch_*.{ext}')):
         epoch = _epoch_of(path, 'epoch_')
         if epoch is not None:
             found.append((epoch, path))
     return sorted(found)
+
+
+def epoch_checkpoints(work_dir: str) -> List[Tuple[int, str]]:
+    """``[(epoch, path)]`` of ``work_dir/epoch_<n>.pth``, numeric order."""
+    return _epoch_files(work_dir, 'pth')
 
 
 def frame_files(frames_dir: str) -> List[Tuple[int, str]]:
     """``[(epoch, path)]`` of ``frames_dir/epoch_<n>.png``, numeric order."""
-    found = []
-    for path in glob.glob(osp.join(glob.escape(frames_dir), 'epoch_*.png')):
-        epoch = _epoch_of(path, 'epoch_')
-        if epoch is not None:
-            found.append((epoch, path))
-    return sorted(found)
+    return _epoch_files(frames_dir, 'png')
 
 
 def _pick_metrics(entry: dict) -> Dict[str, float]:
