@@ -209,3 +209,22 @@ def test_check_option(shapes, tmp_path):
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.startswith('ok: ')
     assert not (tmp_path / 'work').exists()
+
+
+def test_class_count_differing_from_the_dataset(shapes):
+    cfg = _load(shapes)
+    preflight_check(cfg, mode='train')  # 4 classes everywhere: fine
+    cfg.model.roi_head.mask_head.num_classes = 80
+    with pytest.raises(PreflightError) as err:
+        preflight_check(cfg, mode='train')
+    message = str(err.value)
+    assert 'model.roi_head.mask_head.num_classes=80' in message
+    assert '4 classes' in message and 'circle, square, triangle, star' in \
+        message
+
+
+def test_train_tool_class_count_mismatch(shapes, tmp_path):
+    proc = run_tool(['train.py', shapes['config'], '--check', '--cfg-options',
+                     'model.roi_head.bbox_head.num_classes=3'], cwd=tmp_path)
+    _assert_one_line_error(proc, 'model.roi_head.bbox_head.num_classes=3',
+                           'has 4 classes')

@@ -115,6 +115,46 @@ def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
                     f'{key}.data_prefix.{name}=DIR')
 
 
+def _dataset_classes(ds: dict) -> Optional[tuple]:
+    """Class names of a dataset config: ``metainfo.classes``, else those of
+    its registered type (e.g. COCO's 80); None when unknown."""
+    classes = (ds.get('metainfo', None) or {}).get('classes', None)
+    if classes is None:
+        from mmdet.registry import DATASETS
+        ds_type = ds.get('type', None)
+        cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else ds_type
+        classes = getattr(cls, 'METAINFO', {}).get('classes', None)
+    return tuple(classes) if classes is not None else None
+
+
+def _model_class_counts(model: Any, key: str = 'model'
+                        ) -> Iterator[Tuple[str, int]]:
+    """``(config key, num_classes)`` of every head of ``model``."""
+    if isinstance(model, dict):
+        for name, value in model.items():
+            sub = f'{key}.{name}'
+            if name == 'num_classes' and isinstance(value, int):
+                yield sub, value
+            else:
+                yield from _model_class_counts(value, sub)
+    elif isinstance(model, (list, tuple)):
+        for i, value in enumerate(model):
+            yield from _model_class_counts(value, f'{key}.{i}')
+
+
+def _check_class_count(cfg: Config, key: str, ds: dict) -> None:
+    classes = _dataset_classes(ds)
+    if classes is None:
+        return
+    for head_key, count in _model_class_counts(cfg.get('model', None)):
+        if count != len(classes):
+            raise PreflightError(
+                f'{head_key}={count}, but {key} has {len(classes)} classes '
+                f'({key}.metainfo.classes: {", ".join(map(str, classes))}); '
+                f'set {head_key}={len(classes)} (every head of the model) or '
+                f'the dataset\'s metainfo.classes to match')
+
+
 def _check_evaluator(key: str, evaluator: Any) -> None:
     metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
         evaluator
@@ -201,6 +241,7 @@ def preflight_check(cfg: Config,
         for key, ds in iter_datasets(
                 loader.get('dataset', None), f'{loader_key}.dataset'):
             _check_dataset(loader_key, key, ds)
+            _check_class_count(cfg, key, ds)
         checked.append(loader_key)
     for key in evaluators:
         if cfg.get(key, None) is not None:
