@@ -1,36 +1,14 @@
 #!/usr/bin/env bash
 # Test a checkpoint on NPROC processes of this machine with torchrun (gloo on
 # CPU):  tools/dist_test.sh CONFIG CHECKPOINT NPROC [tools/test.py options...]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT in the environment.
-# The Python is $PYTHON, else .venv/bin/python when present, else python.
+# Environment: see tools/dist_launch.sh.
 set -euo pipefail
 if [ "$#" -lt 3 ]; then
     echo "usage: $0 CONFIG CHECKPOINT NPROC [tools/test.py options...]" >&2
     exit 1
 fi
-CONFIG=$1
-CHECKPOINT=$2
+TOOL=test.py
+TOOL_ARGS=("$1" "$2")
 NPROC=$3
 shift 3
-case "$NPROC" in
-    ''|*[!0-9]*|0) echo "error: NPROC must be a positive integer, got '$NPROC'" >&2; exit 1 ;;
-esac
-TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$TOOLS")
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python; fi
-fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-# Check the config, data and checkpoints once, so that bad input gives one
-# line instead of a failure in every process (DIST_SKIP_CHECK=1 skips it,
-# e.g. when the data only exists on the other nodes).
-if [ "${DIST_SKIP_CHECK:-0}" != 1 ]; then
-    "$PYTHON" "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" "$@" --check >/dev/null || exit 1
-fi
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" \
-    --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
-    --master_port="${PORT:-29500}" \
-    --nproc_per_node="$NPROC" \
-    "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/dist_launch.sh"
