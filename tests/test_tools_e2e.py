@@ -141,6 +141,36 @@ def test_resume_continues_from_epoch_2(trained, tmp_path):
     assert {p: _digest(work / p) for p in before} == before
 
 
+def test_resumed_run_reaches_the_uninterrupted_weights(trained, tmp_path):
+    """Resume the fixture's run from epoch_1.pth: epoch 2 must end with the
+    very weights of the run that never stopped (EpochSeedHook reseeds the
+    samplers' generators per epoch; num_workers=0, one thread)."""
+    work = tmp_path / 'resumed'
+    work.mkdir()
+    shutil.copy(trained['work'] / 'epoch_1.pth', work / 'epoch_1.pth')
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        work / 'epoch_1.pth'
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    assert 'resumed epoch: 1' in proc.stdout + proc.stderr, explain(proc)
+
+    def state(path):
+        return torch.load(path, map_location='cpu',
+                          weights_only=False)['state_dict']
+
+    resumed = state(work / 'epoch_2.pth')
+    uninterrupted = state(trained['work'] / 'epoch_2.pth')
+    start = state(work / 'epoch_1.pth')
+    assert resumed.keys() == uninterrupted.keys()
+    differing = [k for k in resumed
+                 if not torch.equal(resumed[k], uninterrupted[k])]
+    assert not differing, differing[:5]
+    # and epoch 2 did train: the weights moved from epoch 1's
+    assert any(not torch.equal(resumed[k], start[k]) for k in resumed
+               if resumed[k].is_floating_point())
+
+
 def test_auto_resume_without_checkpoint_starts_from_scratch(trained,
                                                             tmp_path):
     work = tmp_path / 'empty_work'

@@ -84,8 +84,9 @@ def build_train_config(args: argparse.Namespace) -> Config:
         scale['enable'] = True
 
     hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(h.get('type') == 'NonFiniteLossHook' for h in hooks):
-        hooks.append(ConfigDict(type='NonFiniteLossHook'))
+    for always in ('NonFiniteLossHook', 'EpochSeedHook'):
+        if not any(h.get('type') == always for h in hooks):
+            hooks.append(ConfigDict(type=always))
     if args.lr_scale is not None:
         if not args.lr_scale > 0:
             raise ConfigError(f'--lr-scale must be > 0, got {args.lr_scale}')
