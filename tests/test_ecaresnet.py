@@ -224,3 +224,60 @@ def test_backbone_fused_and_straightforward_agree():
     with torch.no_grad():
         for a, b in zip(fused(x), plain(x)):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _pretrained(checkpoint, prefix=None):
+    cfg = dict(type='Pretrained', checkpoint=str(checkpoint))
+    if prefix:
+        cfg['prefix'] = prefix
+    return cfg
+
+
+def test_pretrained_checkpoint_that_fits_is_loaded(tmp_path):
+    source = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5))
+    with torch.no_grad():
+        for p in source.parameters():
+            p.uniform_(-1, 1)
+    # a whole detector's checkpoint: the backbone under a prefix, plus heads
+    state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
+    state['roi_head.fc.weight'] = torch.zeros(2, 2)
+    torch.save(dict(state_dict=state), tmp_path / 'det.pth')
+    model = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5),
+                      init_cfg=_pretrained(tmp_path / 'det.pth', 'backbone.'))
+    model.init_weights()
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize('model_kwargs,expected', [
+    # another ECA kernel size: names the key and both shapes
+    (dict(depth=18, eca_k_size=(3, 5, 5, 5)),
+     ['layer2.0.eca.conv.weight: checkpoint (1, 1, 3) vs model (1, 1, 5)',
+      'eca_k_size']),
+    # another depth: names the first missing keys and the converter
+    (dict(depth=34, eca_k_size=(3, 3, 5, 5)),
+     ['missing in checkpoint', 'layer1.2.conv1.weight',
+      'tools/convert_weights.py']),
+])
+def test_pretrained_checkpoint_that_does_not_fit_is_refused(
+        tmp_path, model_kwargs, expected):
+    from eca_mmdet.engine import CheckpointMismatchError
+    source = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5))
+    torch.save(source.state_dict(), tmp_path / 'r18.pth')
+    model = ECAResNet(**model_kwargs,
+                      init_cfg=_pretrained(tmp_path / 'r18.pth'))
+    with pytest.raises(CheckpointMismatchError) as info:
+        model.init_weights()
+    message = str(info.value)
+    assert str(tmp_path / 'r18.pth') in message
+    for text in expected:
+        assert text in message, message
+
+
+def test_plain_resnet_checkpoint_is_named_as_such(tmp_path):
+    from eca_mmdet.engine import CheckpointMismatchError
+    plain = MODELS.build(dict(type='ResNet', depth=18))
+    torch.save(plain.state_dict(), tmp_path / 'plain.pth')
+    model = ECAResNet(depth=18, init_cfg=_pretrained(tmp_path / 'plain.pth'))
+    with pytest.raises(CheckpointMismatchError, match='no ECA weights'):
+        model.init_weights()

@@ -167,6 +167,26 @@ def test_train_tool_missing_pretrained(shapes, tmp_path):
                            'model.backbone.init_cfg.checkpoint')
 
 
+def test_train_tool_backbone_checkpoint_misfit(shapes, tmp_path):
+    """Weights for another ECA kernel size: one line naming the key and both
+    shapes, before any training step (mmengine would only log it)."""
+    import torch
+    from eca_mmdet.models import ECAResNet
+    ckpt = tmp_path / 'ecanet18_k3.pth'
+    torch.save(ECAResNet(depth=18, eca_k_size=3, stem_channels=16,
+                         base_channels=16).state_dict(), ckpt)
+    config = tmp_path / 'misfit.py'
+    config.write_text(
+        f"_base_ = {str(shapes['config'])!r}\n"
+        "model = dict(backbone=dict(eca_k_size=5, init_cfg=dict(\n"
+        f"    _delete_=True, type='Pretrained', checkpoint={str(ckpt)!r})))\n")
+    work = tmp_path / 'work'
+    proc = run_tool(['train.py', config, '--work-dir', work], cwd=tmp_path)
+    _assert_one_line_error(proc, str(ckpt), 'layer1.0.eca.conv.weight',
+                           'checkpoint (1, 1, 3) vs model (1, 1, 5)')
+    assert not list(work.glob('epoch_*.pth'))
+
+
 def test_stock_coco_config_without_coco(tmp_path):
     """configs/mask_rcnn_ecanet50_1x.py run where there is no data/coco."""
     proc = run_tool(['train.py', REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py',

@@ -24,7 +24,7 @@ import os.path as osp
 import pickle
 import re
 import types
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from .errors import EcaMmdetError
 
 __all__ = [
-    'CheckpointLoadError', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
+    'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
+    'state_dict_of', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
     'load_from_local_safe', 'load_from_model_zoo_unavailable',
     'history_buffer_getattr', 'register_safe_loading',
     'safe_checkpoint_globals',
@@ -112,6 +113,58 @@ def safe_checkpoint_global_names() -> List[str]:
 
 class CheckpointLoadError(EcaMmdetError):
     """A checkpoint is missing or cannot be read."""
+
+
+class CheckpointMismatchError(CheckpointLoadError):
+    """A checkpoint's weights do not fit the model they are loaded into."""
+
+
+def state_dict_of(checkpoint: Any) -> Dict[str, torch.Tensor]:
+    """The state dict of a loaded checkpoint (``state_dict`` entry or the
+    dict itself), without DataParallel's ``module.`` prefixes."""
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointLoadError('the checkpoint holds no state_dict')
+    return {(k[len('module.'):] if k.startswith('module.') else k): v
+            for k, v in state.items()}
+
+
+def checkpoint_mismatch(model: torch.nn.Module,
+                        state_dict: Dict[str, torch.Tensor],
+                        limit: int = 3,
+                        ignore_unexpected: bool = False) -> Optional[str]:
+    """``None`` if ``state_dict`` fits ``model`` exactly, else a short text
+    naming the first mismatched shapes, missing and unexpected keys.
+
+    Args:
+        model (nn.Module): The model the weights are for.
+        state_dict (dict): The weights.
+        limit (int): How many keys of each kind to name.
+        ignore_unexpected (bool): Accept keys the model does not have (e.g.
+            a classifier's ``fc`` in backbone weights). BatchNorm's
+            ``num_batches_tracked`` counters are never required.
+    """
+    own = model.state_dict()
+    shapes = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state_dict.items()
+        if k in own and hasattr(v, 'shape') and v.shape != own[k].shape
+    ]
+    missing = [k for k in own if k not in state_dict
+               and not k.endswith('num_batches_tracked')]
+    unexpected = [] if ignore_unexpected else \
+        [k for k in state_dict if k not in own]
+    parts = []
+    for what, items in (('shape mismatch', shapes),
+                        ('missing in checkpoint', missing),
+                        ('not in model', unexpected)):
+        if items:
+            more = f' (+{len(items) - limit} more)' if len(items) > limit \
+                else ''
+            parts.append(f'{what} {len(items)}: ' + '; '.join(items[:limit]) +
+                         more)
+    return ' | '.join(parts) or None
 
 
 class UnsafeCheckpointError(CheckpointLoadError):

@@ -14,8 +14,9 @@ from typing import Optional, Sequence
 from mmdet.apis import DetInferencer
 
 from .cli import _Parser, expand_images, run_main
-from .render import (CheckpointMismatchError, StableColorDetVisualizer,
-                     VisualizationError, _state_dict_of, checkpoint_mismatch,
+from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
+                                state_dict_of)
+from .render import (StableColorDetVisualizer, VisualizationError,
                      load_config, read_image)
 
 __all__ = ['EcaDetInferencer', 'image_demo_main']
@@ -32,7 +33,7 @@ class EcaDetInferencer(DetInferencer):
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
         if checkpoint is not None:
-            problem = checkpoint_mismatch(model, _state_dict_of(checkpoint))
+            problem = checkpoint_mismatch(model, state_dict_of(checkpoint))
             if problem:
                 raise CheckpointMismatchError(
                     f'checkpoint {self._weights_path} does not fit the '

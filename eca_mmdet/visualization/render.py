@@ -35,6 +35,8 @@ from PIL import Image, ImageDraw, ImageFont
 from mmdet.registry import VISUALIZERS
 from mmdet.visualization import DetLocalVisualizer
 
+from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
+                                state_dict_of)
 from ..engine.errors import EcaMmdetError
 
 __all__ = [
@@ -54,10 +56,6 @@ Region = Tuple[int, int, int, int]  # x0, y0, x1, y1 (inclusive) in pixels
 
 class VisualizationError(EcaMmdetError):
     """Bad input for the rendering tools (image, checkpoint, config)."""
-
-
-class CheckpointMismatchError(VisualizationError):
-    """The checkpoint's weights do not fit the model built from the config."""
 
 
 # ----------------------------------------------------------------------------
@@ -613,40 +611,6 @@ def write_contact_sheet(images: Sequence[Union[str, np.ndarray]],
 # ----------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------
-def _state_dict_of(checkpoint) -> Dict[str, torch.Tensor]:
-    state = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise VisualizationError('the checkpoint holds no state_dict')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in state.items()}
-
-
-def checkpoint_mismatch(model: torch.nn.Module,
-                        state_dict: Dict[str, torch.Tensor],
-                        limit: int = 3) -> Optional[str]:
-    """``None`` if ``state_dict`` fits ``model`` exactly, else a short text
-    naming the first mismatched shapes, missing and unexpected keys."""
-    own = model.state_dict()
-    shapes = [
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state_dict.items()
-        if k in own and hasattr(v, 'shape') and v.shape != own[k].shape
-    ]
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    parts = []
-    for what, items in (('shape mismatch', shapes),
-                        ('missing in checkpoint', missing),
-                        ('not in model', unexpected)):
-        if items:
-            more = f' (+{len(items) - limit} more)' if len(items) > limit \
-                else ''
-            parts.append(f'{what} {len(items)}: ' + '; '.join(items[:limit]) +
-                         more)
-    return ' | '.join(parts) or None
-
-
 def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     """Load ``checkpoint`` (weights-only, via mmengine's loaders: the safe
     loader of :mod:`eca_mmdet.engine` is registered) into ``model``,
@@ -663,7 +627,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
             f'cannot load checkpoint {checkpoint}: {type(e).__name__}: '
             f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}'
         ) from None
-    state = _state_dict_of(ckpt)
+    state = state_dict_of(ckpt)
     problem = checkpoint_mismatch(model, state)
     if problem:
         raise CheckpointMismatchError(
