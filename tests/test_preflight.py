@@ -248,3 +248,44 @@ def test_train_tool_class_count_mismatch(shapes, tmp_path):
                      'model.roi_head.bbox_head.num_classes=3'], cwd=tmp_path)
     _assert_one_line_error(proc, 'model.roi_head.bbox_head.num_classes=3',
                            'has 4 classes')
+
+
+def _config_with_ann(shapes, tmp_path, ann):
+    """The tiny config with its train annotation file replaced by ``ann``."""
+    config = tmp_path / 'ann.py'
+    config.write_text(
+        f"_base_ = {str(shapes['config'])!r}\n"
+        "train_dataloader = dict(dataset=dict(\n"
+        f"    ann_file={str(ann)!r}))\n")
+    return config
+
+
+def test_train_tool_annotation_file_not_json(shapes, tmp_path):
+    ann = tmp_path / 'instances_train.json'
+    ann.write_text('{"images": [}')
+    proc = run_tool(['train.py', _config_with_ann(shapes, tmp_path, ann),
+                     '--work-dir', tmp_path / 'work'], cwd=tmp_path)
+    _assert_one_line_error(proc, str(ann), 'not valid JSON')
+
+
+def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
+    import json
+    data = json.loads(
+        (shapes['data'] / 'annotations' / 'instances_train.json').read_text())
+    first = data['annotations'][0]
+    data['annotations'] += [
+        dict(first, id=10**6, image_id=-1),  # unknown image
+        dict(first, id=10**6 + 1, area=0),  # zero area
+    ]
+    ann = tmp_path / 'instances_train.json'
+    ann.write_text(json.dumps(data))
+    proc = run_tool(['train.py', _config_with_ann(shapes, tmp_path, ann),
+                     '--work-dir', tmp_path / 'work', '--check'],
+                    cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    warnings = [ln for ln in proc.stderr.splitlines()
+                if ln.startswith('warning: ')]
+    assert len(warnings) == 2, explain(proc)
+    assert 'image id not in "images"' in warnings[0]
+    assert str(10**6) in warnings[0]
+    assert 'zero-area' in warnings[1] and str(10**6 + 1) in warnings[1]

@@ -13,7 +13,7 @@ from ..engine import (EcaMmdetError, cleanup_distributed, get_launch_rank,
 
 __all__ = [
     'CliArgumentParser', 'ConfigError', 'add_common_args', 'build_runner',
-    'load_config', 'resolve_work_dir', 'run_cli'
+    'load_config', 'log_data_warnings', 'resolve_work_dir', 'run_cli'
 ]
 
 DEBUG_ENV = 'ECA_MMDET_DEBUG'
@@ -124,6 +124,17 @@ def build_runner(cfg: Config, config_path: str):
             f'cannot build the runner from {config_path}: '
             f'{type(e).__name__}: {_first_line(e)} (set {DEBUG_ENV}=1 for '
             'the traceback)') from None
+
+
+def log_data_warnings(warnings: Sequence[str], runner=None) -> None:
+    """Report what preflight found mmdet will skip: into the runner's log
+    (console and log file) once it exists, else on stderr."""
+    for line in warnings:
+        if runner is not None:
+            if runner.rank == 0:
+                runner.logger.warning(line)
+        else:
+            print(f'warning: {line}', file=sys.stderr)
 
 
 def run_cli(main: Callable[[argparse.Namespace], Optional[int]],

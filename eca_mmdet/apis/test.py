@@ -23,7 +23,8 @@ from mmengine.config import Config, ConfigDict
 
 from ..engine import preflight_check, setup_distributed
 from .common import (CliArgumentParser, add_common_args, build_runner,
-                     load_config, resolve_work_dir, run_cli)
+                     load_config, log_data_warnings, resolve_work_dir,
+                     run_cli)
 
 __all__ = [
     'build_parser', 'build_test_config', 'configure_coco_metrics', 'main',
@@ -129,13 +130,17 @@ def _test(args: argparse.Namespace) -> int:
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_test_config(args)
-    preflight_check(cfg, mode='test', checkpoint=args.checkpoint)
+    data_warnings = []
+    preflight_check(cfg, mode='test', checkpoint=args.checkpoint,
+                    warnings=data_warnings)
     if args.check:
+        log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to test {args.checkpoint} '
               f'(results in {cfg.work_dir})')
         return 0
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
+    log_data_warnings(data_warnings, runner)
     metrics = runner.test()
     if runner.rank == 0:
         if not metrics:

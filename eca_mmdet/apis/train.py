@@ -17,7 +17,8 @@ from mmengine.logging import print_log
 
 from ..engine import EcaMmdetError, preflight_check, setup_distributed
 from .common import (CliArgumentParser, ConfigError, add_common_args,
-                     build_runner, load_config, resolve_work_dir, run_cli)
+                     build_runner, load_config, log_data_warnings,
+                     resolve_work_dir, run_cli)
 
 __all__ = ['build_parser', 'build_train_config', 'main']
 
@@ -127,14 +128,18 @@ def _train(args: argparse.Namespace) -> int:
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_train_config(args)
-    preflight_check(cfg, mode='train')
+    data_warnings = []
+    preflight_check(cfg, mode='train',
+                    warnings=data_warnings)
     if args.check:
+        log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to train (work dir '
               f'{cfg.work_dir})')
         return 0
     _note_work_dir(cfg, get_launch_rank(args.launcher))
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
+    log_data_warnings(data_warnings, runner)
     runner.train()
     return 0
 

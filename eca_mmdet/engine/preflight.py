@@ -82,6 +82,57 @@ def _join(root: Optional[str], path: str) -> str:
     return path
 
 
+def _coco_like(ds: dict) -> bool:
+    """Whether mmdet reads ``ds`` with CocoDataset's own parser."""
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+    ds_type = ds.get('type', None)
+    cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else ds_type
+    return (isinstance(cls, type) and issubclass(cls, CocoDataset)
+            and cls.load_data_list is CocoDataset.load_data_list
+            and cls.parse_data_info is CocoDataset.parse_data_info)
+
+
+def _loads_masks(pipeline: Any) -> bool:
+    return any(
+        isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type', ''))
+        and t.get('with_mask', False) for t in (pipeline or []))
+
+
+def _check_annotations(key: str, ds: dict, warnings: List[str]) -> None:
+    """Check the COCO annotation file of ``ds`` as mmdet will read it."""
+    from ..datasets.coco_check import check_coco_file
+    root = ds.get('data_root', None)
+    ann_file = ds.get('ann_file', None)
+    if not ann_file or _is_remote(ann_file, ds.get('backend_args')) or \
+            not str(ann_file).endswith('.json') or not _coco_like(ds):
+        return
+    prefix = (ds.get('data_prefix', None) or {}).get('img', None)
+    img_dir = None
+    if isinstance(prefix, str) and not _is_remote(prefix):
+        img_dir = _join(root, prefix) if prefix else root
+    test_mode = bool(ds.get('test_mode', False))
+    report = check_coco_file(
+        _join(root, ann_file),
+        classes=_dataset_classes(ds),
+        with_mask=_loads_masks(ds.get('pipeline', None)),
+        test_mode=test_mode,
+        filter_cfg=ds.get('filter_cfg', None),
+        img_dir=img_dir)
+    missing = report.missing_files
+    if missing and test_mode:
+        raise PreflightError(
+            f'{len(missing)} of the {report.num_images} images of '
+            f'{report.path} are missing ({key}), e.g. {missing[0]}; '
+            'evaluating without them would score their objects as missed')
+    warnings.extend(report.warnings())
+    if missing:
+        warnings.append(
+            f'{len(missing)} of the {report.num_images} images of '
+            f'{report.path} are missing ({key}), e.g. {missing[0]}; '
+            'training skips them')
+
+
 def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
     backend_args = ds.get('backend_args', None)
     root = ds.get('data_root', None)
@@ -155,7 +206,8 @@ def _check_class_count(cfg: Config, key: str, ds: dict) -> None:
                 f'the dataset\'s metainfo.classes to match')
 
 
-def _check_evaluator(key: str, evaluator: Any) -> None:
+def _check_evaluator(key: str, evaluator: Any,
+                     warnings: Optional[List[str]] = None) -> None:
     metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
         evaluator
     ]
@@ -170,6 +222,13 @@ def _check_evaluator(key: str, evaluator: Any) -> None:
                     f'evaluation annotation file not found: '
                     f'{_shown(ann_file)} ({mkey}.ann_file); set it with '
                     f'--cfg-options {mkey}.ann_file=FILE')
+            if 'CocoMetric' in str(metric.get('type', '')) and \
+                    str(ann_file).endswith('.json'):
+                from ..datasets.coco_check import check_coco_file
+                metrics = metric.get('metric', 'bbox')
+                metrics = [metrics] if isinstance(metrics, str) else metrics
+                check_coco_file(ann_file, eval_mask='segm' in metrics,
+                                test_mode=True)
 
 
 def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
@@ -204,7 +263,8 @@ def _check_pretrained(cfg: Config) -> None:
 
 def preflight_check(cfg: Config,
                     mode: str = 'train',
-                    checkpoint: Optional[str] = None) -> List[str]:
+                    checkpoint: Optional[str] = None,
+                    warnings: Optional[List[str]] = None) -> List[str]:
     """Check that every local file ``cfg`` needs for ``mode`` exists.
 
     Args:
@@ -214,6 +274,10 @@ def preflight_check(cfg: Config,
             and every ``Pretrained`` checkpoint of the model; ``'test'``
             checks the test dataloader and evaluator and ``checkpoint``.
         checkpoint (str, optional): The checkpoint to test (``'test'``).
+        warnings (list, optional): Receives one line per kind of annotation
+            mmdet will skip and for missing training images (see
+            :func:`eca_mmdet.datasets.check_coco_file`), for the caller to
+            log.
 
     Returns:
         list[str]: The config keys of the dataloaders that were checked.
@@ -221,7 +285,9 @@ def preflight_check(cfg: Config,
     Raises:
         PreflightError: for the first missing path, naming it, its config
             key and the ``--cfg-options`` override.
+        AnnotationError: for an annotation file mmdet cannot use.
     """
+    warnings = [] if warnings is None else warnings
     if mode == 'train':
         loaders = ['train_dataloader']
         evaluators = []
@@ -242,6 +308,7 @@ def preflight_check(cfg: Config,
                 loader.get('dataset', None), f'{loader_key}.dataset'):
             _check_dataset(loader_key, key, ds)
             _check_class_count(cfg, key, ds)
+            _check_annotations(key, ds, warnings)
         checked.append(loader_key)
     for key in evaluators:
         if cfg.get(key, None) is not None:
