@@ -6,5 +6,6 @@ config) registers the backbone, layers and hooks in mmdet's registries.
 from . import models  # noqa: F401  (registers ECAResNet, ECALayer)
 from . import engine  # noqa: F401  (safe checkpoint loading, CPU DDP)
 from . import hooks  # noqa: F401  (ProgressGifHook)
+from . import datasets  # noqa: F401  (SafeLoadImageFromFile)
 
 __version__ = '0.1.0'

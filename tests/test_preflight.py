@@ -289,3 +289,22 @@ def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
     assert 'image id not in "images"' in warnings[0]
     assert str(10**6) in warnings[0]
     assert 'zero-area' in warnings[1] and str(10**6 + 1) in warnings[1]
+
+
+def test_missing_images_warn_for_training_and_stop_evaluation(tmp_path):
+    data = make_dataset(tmp_path / 'shapes')
+    config = write_config(tmp_path / 'c.py', data, max_epochs=1)
+    cfg = Config.fromfile(str(config))
+    train_image = sorted((data / 'train').glob('*.png'))[0]
+    train_image.unlink()
+    warnings = []
+    preflight_check(cfg, 'train', warnings=warnings)
+    assert len(warnings) == 1 and str(train_image) in warnings[0]
+    assert 'training skips them' in warnings[0]
+
+    val_image = sorted((data / 'val').glob('*.png'))[0]
+    val_image.unlink()
+    with pytest.raises(PreflightError) as info:
+        preflight_check(cfg, 'train')
+    assert str(val_image) in str(info.value)
+    assert 'val_dataloader.dataset' in str(info.value)

@@ -65,6 +65,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _user_message(error: BaseException) -> str:
+    """The message of one of our errors; one raised in a dataloader worker
+    reaches the main process as 'Caught X in DataLoader worker ... Original
+    Traceback ...': keep its last line without the class name."""
+    text = str(error).strip()
+    if 'Original Traceback' in text:
+        last = text.splitlines()[-1]
+        prefix = f'{type(error).__name__}: '
+        if prefix in last:
+            return last.split(prefix, 1)[1]
+        return last
+    return text
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile(path)`` merged with ``cfg_options``; errors become
     :class:`ConfigError` naming the file or the option."""
@@ -151,7 +165,7 @@ def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
         if os.environ.get(DEBUG_ENV):
             raise
         if get_launch_rank(args.launcher) == 0:
-            print(f'error: {e}', file=sys.stderr, flush=True)
+            print(f'error: {_user_message(e)}', file=sys.stderr, flush=True)
         return 1
     finally:
         cleanup_distributed()

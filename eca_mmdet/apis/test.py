@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
+from ..datasets import guard_image_loading
 from ..engine import preflight_check, setup_distributed
 from .common import (CliArgumentParser, add_common_args, build_runner,
                      load_config, log_data_warnings, resolve_work_dir,
@@ -100,6 +101,7 @@ def build_test_config(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     configure_coco_metrics(cfg, work_dir)
+    guard_image_loading(cfg)
     if args.show_dir:
         _enable_visualization(cfg, args.show_dir)
     return cfg

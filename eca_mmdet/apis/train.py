@@ -15,6 +15,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from ..datasets import guard_image_loading
 from ..engine import EcaMmdetError, preflight_check, setup_distributed
 from .common import (CliArgumentParser, ConfigError, add_common_args,
                      build_runner, load_config, log_data_warnings,
@@ -62,6 +63,7 @@ def build_train_config(args: argparse.Namespace) -> Config:
     """The config for ``args``: file + ``--cfg-options`` + the CLI flags."""
     cfg = load_config(args.config, args.cfg_options)
     resolve_work_dir(cfg, args.config, args.work_dir)
+    guard_image_loading(cfg, cfg.work_dir)
 
     if args.amp:
         if not torch.cuda.is_available():

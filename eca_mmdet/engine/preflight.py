@@ -125,6 +125,11 @@ def _check_annotations(key: str, ds: dict, warnings: List[str]) -> None:
             f'{len(missing)} of the {report.num_images} images of '
             f'{report.path} are missing ({key}), e.g. {missing[0]}; '
             'evaluating without them would score their objects as missed')
+    if missing and len(missing) == report.num_images:
+        raise PreflightError(
+            f'none of the {report.num_images} images of {report.path} '
+            f'exists under {img_dir} ({key}.data_prefix.img), e.g. '
+            f'{missing[0]}')
     warnings.extend(report.warnings())
     if missing:
         warnings.append(

@@ -1,0 +1,123 @@
+"""Unreadable images: training skips them (logged, counted), evaluation stops
+with one line naming the file."""
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from tools_testlib import explain, make_dataset, run_tool, write_config
+
+pytest.importorskip('mmdet')
+
+from eca_mmdet.datasets import (ImageReadError,  # noqa: E402
+                                SafeLoadImageFromFile, guard_image_loading)
+
+
+def _image_files(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    files = {}
+    for ext in ('png', 'jpg'):
+        data = cv2.imencode(f'.{ext}', img)[1].tobytes()
+        (tmp_path / f'ok.{ext}').write_bytes(data)
+        (tmp_path / f'truncated.{ext}').write_bytes(data[:len(data) // 2])
+        files[ext] = tmp_path / f'ok.{ext}'
+    (tmp_path / 'garbage.jpg').write_bytes(b'not an image at all')
+    (tmp_path / 'empty.png').write_bytes(b'')
+    return img, files
+
+
+@pytest.mark.parametrize('name,reason', [
+    ('missing.png', 'file not found'),
+    ('truncated.png', 'corrupt or truncated'),
+    ('truncated.jpg', 'corrupt or truncated'),
+    ('garbage.jpg', 'corrupt or truncated'),
+    ('empty.png', ''),
+])
+def test_unreadable_image_is_skipped_or_named(tmp_path, name, reason):
+    _image_files(tmp_path)
+    log = tmp_path / 'skipped_images.txt'
+    skip = SafeLoadImageFromFile(skip_unreadable=True, skip_log=str(log))
+    path = str(tmp_path / name)
+    assert skip.transform(dict(img_path=path)) is None
+    assert skip.transform(dict(img_path=path)) is None
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(path + '\t')
+    assert reason in lines[0]
+
+    stop = SafeLoadImageFromFile(skip_unreadable=False)
+    with pytest.raises(ImageReadError) as info:
+        stop.transform(dict(img_path=path))
+    assert str(info.value).startswith(f'cannot read image {path}: ')
+
+
+def test_readable_images_load_as_before(tmp_path):
+    img, files = _image_files(tmp_path)
+    out = SafeLoadImageFromFile().transform(dict(img_path=str(files['png'])))
+    assert np.array_equal(out['img'], img)
+    assert out['img_shape'] == (40, 50)
+
+
+def test_guard_swaps_the_loader_per_dataloader(tmp_path):
+    from mmengine.config import Config
+    data = make_dataset(tmp_path / 'shapes')
+    cfg = Config.fromfile(str(write_config(tmp_path / 'c.py', data)))
+    assert guard_image_loading(cfg, str(tmp_path / 'work')) == [
+        'test_dataloader', 'train_dataloader', 'val_dataloader']
+    train = cfg.train_dataloader.dataset.pipeline[0]
+    val = cfg.val_dataloader.dataset.pipeline[0]
+    assert train.type == val.type == 'SafeLoadImageFromFile'
+    assert train.skip_unreadable and not val.skip_unreadable
+    assert train.skip_log == str(tmp_path / 'work' / 'skipped_images.txt')
+
+
+@pytest.fixture(scope='module')
+def broken_shapes(tmp_path_factory):
+    """The tiny set with one truncated train image and one truncated val
+    image."""
+    root = tmp_path_factory.mktemp('broken')
+    data = make_dataset(root / 'shapes')
+    broken = {}
+    for split in ('train', 'val'):
+        victim = sorted((data / split).glob('*.png'))[1]
+        victim.write_bytes(victim.read_bytes()[:200])
+        broken[split] = victim
+    config = write_config(root / 'tiny.py', data, max_epochs=1)
+    return dict(root=root, data=data, config=config, broken=broken)
+
+
+def test_training_skips_and_counts_a_truncated_image(broken_shapes):
+    work = broken_shapes['root'] / 'work'
+    proc = run_tool(['train.py', broken_shapes['config'], '--work-dir', work],
+                    cwd=broken_shapes['root'])
+    assert proc.returncode == 0, explain(proc)
+    victim = str(broken_shapes['broken']['train'])
+    out = proc.stdout + proc.stderr
+    assert f'skipping training image {victim}' in out, explain(proc)
+    assert 'skipped in this run' in out
+    listed = (work / 'skipped_images.txt').read_text().splitlines()
+    assert listed and all(ln.startswith(victim + '\t') for ln in listed)
+    assert (work / 'epoch_1.pth').is_file()
+    assert victim in (next(work.glob('*/*.log'))).read_text()
+
+
+@pytest.mark.parametrize('workers', [0, 1])
+def test_evaluation_stops_naming_a_truncated_image(broken_shapes, tmp_path,
+                                                   workers):
+    ckpt = broken_shapes['root'] / 'work' / 'epoch_1.pth'
+    if not ckpt.is_file():
+        pytest.skip('needs the training test\'s checkpoint')
+    proc = run_tool([
+        'test.py', broken_shapes['config'], ckpt, '--work-dir',
+        tmp_path / 'out', '--cfg-options',
+        f'test_dataloader.num_workers={workers}',
+        f'test_dataloader.persistent_workers={workers > 0}'
+    ], cwd=broken_shapes['root'])
+    assert proc.returncode == 1, explain(proc)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error')]
+    victim = str(broken_shapes['broken']['val'])
+    assert errors == [f'error: cannot read image {victim}: not a decodable '
+                      'image (corrupt or truncated)'], explain(proc)
+    assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'out' / 'metrics.json').exists()
