@@ -276,3 +276,31 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
     assert 'resumed epoch: 2' in proc.stdout + proc.stderr
     assert re.search(r'Epoch\(train\) +\[3\].* lr: 5\.0000e-04',
                      proc.stdout + proc.stderr), explain(proc)
+
+
+def _tree(root):
+    return {p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob('*') if p.is_file()}
+
+
+def test_tools_write_only_to_the_named_outputs(trained, tmp_path):
+    """train (resume) and test with --show-dir change nothing under the
+    current directory, data or config except the work dirs given."""
+    before = _tree(trained['root'])
+    work, _ = _copy_of_trained_work_dir(trained, tmp_path)
+    out = tmp_path / 'out'
+    outside = _tree(tmp_path)
+    proc = run_tool([
+        'train.py', trained['config'], '--work-dir', work, '--resume',
+        '--cfg-options', 'train_cfg.max_epochs=3'
+    ], cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    proc = run_tool(['test.py', trained['config'], work / 'epoch_3.pth',
+                     '--work-dir', out, '--show-dir', out / 'vis'],
+                    cwd=trained['root'])
+    assert proc.returncode == 0, explain(proc)
+    after = _tree(trained['root'])
+    # the fixture's own work dir may only be read
+    assert after == before
+    changed = {p for p, v in _tree(tmp_path).items() if outside.get(p) != v}
+    assert changed and all(p.parts[0] in ('work', 'out') for p in changed)
