@@ -211,6 +211,95 @@ def test_fused_eca_gradients_match_straightforward_form():
         torch.testing.assert_close(a, b)
 
 
+def test_fused_eca_backward_gradcheck_with_the_weight():
+    """The custom backward against numerical gradients, for x, identity and
+    the conv weight, and with only some of them requiring gradients."""
+    from eca_mmdet.models.eca import _ECAResidual
+    torch.manual_seed(1)
+    x = torch.randn(2, 16, 3, 4, dtype=torch.float64)
+    idt = torch.randn(2, 16, 3, 4, dtype=torch.float64)
+    w = torch.randn(1, 1, 5, dtype=torch.float64)
+    for needs in [(True, True, True), (False, False, True),
+                  (True, False, False), (False, True, False)]:
+        args = [t.clone().requires_grad_(r) for t, r in zip((x, idt, w),
+                                                           needs)]
+        assert torch.autograd.gradcheck(_ECAResidual.apply, args), needs
+    # the pooled vector given by the caller (ECABottleneck's conv3 route):
+    # x's gradient then has no pooling term, the vector gets its own
+    pooled = torch.randn(2, 16, dtype=torch.float64)
+    for needs in [(True, True, True, True), (False, False, False, True),
+                  (True, False, True, False)]:
+        args = [t.clone().requires_grad_(r) for t, r in zip(
+            (x, idt, w, pooled), needs)]
+        assert torch.autograd.gradcheck(_ECAResidual.apply, args), needs
+
+
+def test_fused_eca_inplace_inference_writes_into_x():
+    torch.manual_seed(0)
+    layer = ECALayer(32, 3)
+    x, idt = torch.randn(2, 32, 7, 5), torch.randn(2, 32, 7, 5)
+    expected = idt + x * layer.gate(x)
+    with torch.no_grad():
+        kept = x.clone()
+        out = layer.forward_residual(x, idt)  # default: x untouched
+        assert torch.equal(x, kept)
+        out_inplace = layer.forward_residual(x, idt, inplace=True)
+    assert out_inplace.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out_inplace, expected)
+
+
+def test_backbone_training_gradients_fused_equal_straightforward():
+    torch.manual_seed(0)
+    fused = ECAResNet(depth=18, zero_init_residual=False).double()
+    fused.init_weights()
+    plain = ECAResNet(depth=18, eca_fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 3, 64, 48, dtype=torch.float64)
+    grads = []
+    for model in (fused, plain):
+        model.train()
+        loss = sum(o.square().mean() for o in model(x))
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for (name, _), a, b in zip(fused.named_parameters(), *grads):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_frozen_bn_detection_training_matches_straightforward_form():
+    """mmdet's detection setting (norm_eval, frozen BN): the bottlenecks pool
+    ECA's input through conv3 (a quarter of the channels); outputs and every
+    gradient equal those of the paper's form, which pools norm3's output."""
+    torch.manual_seed(0)
+    kwargs = dict(depth=50, norm_eval=True, zero_init_residual=False,
+                  norm_cfg=dict(type='BN', requires_grad=False))
+    fused = ECAResNet(**kwargs).double()
+    fused.init_weights()
+    with torch.no_grad():  # non-trivial running statistics
+        for m in fused.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+    plain = ECAResNet(**kwargs, eca_fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    block = fused.layer2[1]
+    x = torch.randn(2, 3, 64, 48, dtype=torch.float64)
+    results = []
+    for model in (fused, plain):
+        model.train()  # BN stays in eval mode (norm_eval)
+        outs = model(x)
+        loss = sum(o.square().mean() for o in outs)
+        params = [p for p in model.parameters() if p.requires_grad]
+        results.append((outs, torch.autograd.grad(loss, params)))
+    assert not block.norm3.training
+    assert block._pool_through_conv3(torch.randn(
+        1, 128, 4, 4, dtype=torch.float64)) is not None
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(a, b)
+    assert len(results[0][1]) > 16
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+
+
 def test_backbone_fused_and_straightforward_agree():
     torch.manual_seed(0)
     fused = ECAResNet(depth=50, zero_init_residual=False)

@@ -69,22 +69,108 @@ class ECALayer(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """The per-channel attention weights of ``x``, shaped (N, C, 1, 1)."""
-        n, c = x.shape[:2]
-        pooled = x.mean((2, 3)).view(n, 1, c)
-        return torch.sigmoid(self.conv(pooled)).view(n, c, 1, 1)
+        return _gate(x.mean((2, 3)), self.conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale ``x`` by its channel attention."""
         return x * self.gate(x)
 
-    def forward_residual(self, x: Tensor, identity: Tensor) -> Tensor:
-        """``identity + self(x)``; fused: the gate folded into the add."""
+    def forward_residual(self, x: Tensor, identity: Tensor,
+                         inplace: bool = False,
+                         pooled: Optional[Tensor] = None) -> Tensor:
+        """``identity + self(x)``.
+
+        Fused (default): the gate is folded into the add, and when gradients
+        are needed a custom backward (:class:`_ECAResidual`) makes one pass
+        for the gate's gradient and one for ``x``'s instead of autograd's
+        five.
+
+        Args:
+            x (Tensor): The residual branch, (N, C, H, W).
+            identity (Tensor): The shortcut.
+            inplace (bool): Without gradients, write the sum into ``x`` (as
+                ResNet's ``out += identity`` does); the blocks pass True.
+            pooled (Tensor, optional): ``x.mean((2, 3))``, (N, C), when the
+                caller has a cheaper exact way to it (see
+                :class:`~eca_mmdet.models.ECABottleneck`).
+        """
         if not self.fused:
             return identity + eca_reference(x, self.conv.weight)
-        return torch.addcmul(identity, x, self.gate(x))
+        weight = self.conv.weight
+        if torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad
+                for t in (x, identity, weight, pooled)):
+            return _ECAResidual.apply(x, identity, weight, pooled)
+        gate = _gate(x.mean((2, 3)) if pooled is None else pooled, weight)
+        return torch.addcmul(identity, x, gate, out=x if inplace else None)
 
     def extra_repr(self) -> str:
         return f'k_size={self.k_size}, fused={self.fused}'
+
+
+def _gate(pooled: Tensor, weight: Tensor) -> Tensor:
+    """sigmoid(conv1d across channels) of the pooled (N, C) vector, shaped
+    (N, C, 1, 1); the (N, 1, C) view needs no transpose."""
+    n, c = pooled.shape
+    k = weight.shape[-1]
+    y = F.conv1d(pooled.view(n, 1, c), weight, padding=k // 2)
+    return torch.sigmoid(y).view(n, c, 1, 1)
+
+
+class _ECAResidual(torch.autograd.Function):
+    """``identity + x * gate`` with ``gate = _gate(pooled, weight)`` and
+    ``pooled = x.mean((2, 3))`` unless given, with a backward of two passes
+    over the block-sized tensors.
+
+    Autograd's own graph for the same expression saves ``x`` twice and
+    materialises ``g * x`` (for the gate), ``g * gate`` and the pooled
+    gradient broadcast, then adds the two gradients of ``x``. Here: the
+    gate's gradient is a dot product per channel (``g`` and ``x`` read once,
+    nothing written), and ``x``'s gradient ``g * gate (+ dpooled / HW)`` is
+    written in one pass. The gate itself (a few hundred numbers) is
+    differentiated by autograd in ``backward``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, identity: Tensor, weight: Tensor,
+                pooled: Optional[Tensor] = None) -> Tensor:
+        ctx.own_pool = pooled is None
+        if pooled is None:
+            pooled = x.mean((2, 3))
+        gate = _gate(pooled, weight)
+        ctx.save_for_backward(x, pooled, weight, gate)
+        return torch.addcmul(identity, x, gate)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, pooled, weight, gate = ctx.saved_tensors
+        n, c, h, w = x.shape
+        need_x, need_identity, need_weight, need_pooled = (
+            tuple(ctx.needs_input_grad) + (False,))[:4]
+        # the pooled vector needs a gradient if it is x's or the caller's
+        pool_grad = need_x if ctx.own_pool else need_pooled
+        grad_x = grad_weight = grad_pooled = None
+        if pool_grad or need_weight:
+            # d loss / d gate: sum over H, W of grad * x, per (n, c)
+            dgate = torch.einsum('nchw,nchw->nc', grad, x)
+            with torch.enable_grad():
+                p = pooled.detach().requires_grad_(pool_grad)
+                wt = weight.detach().requires_grad_(need_weight)
+                inputs = [t for t in (p, wt) if t.requires_grad]
+                grads = list(torch.autograd.grad(
+                    _gate(p, wt).view(n, c), inputs, dgate))
+            dpooled = grads.pop(0) if pool_grad else None
+            grad_weight = grads.pop(0) if need_weight else None
+            if not ctx.own_pool:
+                grad_pooled = dpooled
+        if need_x:
+            if ctx.own_pool:
+                grad_x = torch.addcmul(dpooled.view(n, c, 1, 1) / (h * w),
+                                       grad, gate)
+            else:
+                grad_x = grad * gate
+        return (grad_x, grad if need_identity else None, grad_weight,
+                grad_pooled)
 
 
 def eca_reference(x: Tensor, weight: Tensor) -> Tensor:

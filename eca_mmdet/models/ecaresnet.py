@@ -3,11 +3,14 @@ import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .eca import ECALayer, adaptive_kernel_size, check_kernel_size
 
@@ -63,7 +66,7 @@ class ECABasicBlock(_ECAResidualForward, BasicBlock):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.eca.forward_residual(out, identity)
+        return self.eca.forward_residual(out, identity, inplace=True)
 
 
 class ECABottleneck(_ECAResidualForward, Bottleneck):
@@ -92,11 +95,37 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
         out = self.relu(self.norm2(self.conv2(out)))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv2_plugin_names)
+        pooled = self._pool_through_conv3(out)
         out = self.norm3(self.conv3(out))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.eca.forward_residual(out, identity)
+        return self.eca.forward_residual(out, identity, inplace=True,
+                                         pooled=pooled)
+
+    def _pool_through_conv3(self, y: Tensor) -> Optional[Tensor]:
+        """The ECA pooled vector ``norm3(conv3(y)).mean((2, 3))``, computed
+        from ``y`` (a quarter of the channels) when that is exact: conv3 is
+        a plain 1x1 conv (linear, so it commutes with the mean) and norm3 a
+        BatchNorm using its running statistics (eval mode, or frozen as in
+        mmdet's detection configs: a per-channel affine map). None otherwise
+        (train-mode BN, GN, other conv types, plugins after conv3)."""
+        conv, norm = self.conv3, self.norm3
+        if not self.eca.fused or norm.training or (
+                self.with_plugins and self.after_conv3_plugin_names):
+            return None
+        if type(conv) is not nn.Conv2d or conv.kernel_size != (1, 1) or \
+                conv.stride != (1, 1) or conv.groups != 1 or \
+                conv.padding != (0, 0):
+            return None
+        if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
+            return None
+        z = F.linear(y.mean((2, 3)), conv.weight.flatten(1), conv.bias)
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        z = (z - norm.running_mean) * scale
+        return z + norm.bias if norm.bias is not None else z
 
 
 def load_pruned_widths(arch: str) -> List[dict]:
