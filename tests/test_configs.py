@@ -78,6 +78,7 @@ def test_shapes_config_builds_slim_model():
         osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py'))
     model = build(cfg)
     assert model.backbone.depth == 18
+    assert model.backbone.out_channels == list(cfg.model.neck.in_channels)
     assert model.roi_head.bbox_head.num_classes == len(
         cfg.metainfo['classes'])
     assert n_params(model) < 15e6
