@@ -16,7 +16,7 @@ if [ ! -f "$DATA/annotations/instances_val.json" ]; then
 else
   step "1/4 synthetic data set: $DATA exists"
 fi
-step "2/4 training (12 epochs, about 10 minutes on 2 cores) in $WORK"
+step "2/4 training (12 epochs, about 11 minutes on 2 cores) in $WORK"
 start=$(date +%s)
 $PY tools/train.py "$CONFIG" --work-dir "$WORK"
 echo "training took $(( $(date +%s) - start )) s"
