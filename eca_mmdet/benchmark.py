@@ -92,6 +92,37 @@ def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
+def make_eca_twin(eca: nn.Module, plain: nn.Module) -> None:
+    """Give ``eca`` (a model with an ECAResNet backbone) the weights of
+    ``plain`` (the same model on mmdet's ResNet), with every ECA gate at 0.5
+    (zero conv weights) and the last norm of every block doubled to undo it:
+    both compute the same features, so a detector's heads do the same work
+    (the number of boxes surviving NMS, the masks pasted) on both sides, and
+    their time ratio is ECA's own cost. Scaling by 2 and 0.5 is exact in
+    floating point.
+    """
+    from mmdet.models.backbones.resnet import Bottleneck
+
+    from .models import ECALayer
+    own, state = eca.state_dict(), plain.state_dict()
+    differ = [k for k in own if '.eca.' not in k and (
+        k not in state or state[k].shape != own[k].shape)]
+    differ += [k for k in state if k not in own]
+    if differ:
+        raise ValueError(
+            f'the two models differ by more than ECA: {differ[:3]}')
+    eca.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for block in eca.modules():
+            if not isinstance(getattr(block, 'eca', None), ECALayer):
+                continue
+            block.eca.conv.weight.zero_()
+            last = block.norm3 if isinstance(block, Bottleneck) \
+                else block.norm2
+            last.weight.mul_(2)
+            last.bias.mul_(2)
+
+
 def format_table(results: List[PairTiming]) -> str:
     """A plain-text table: one row per case."""
     rows = [('case', 'A', 'B', 'A s', 'B s', 'A/B median', 'min', 'max',

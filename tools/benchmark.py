@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from eca_mmdet.benchmark import (format_table, inference_step,  # noqa: E402
-                                 time_pairs, train_step)
+                                 make_eca_twin, time_pairs, train_step)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # What the detector configs use for the backbone.
@@ -90,6 +90,8 @@ def cases(args, device):
     def det():
         eca = detector(osp.join(REPO, 'configs/mask_rcnn_ecanet50_1x.py'))
         plain = detector('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+        # same features on both sides, hence the same head work
+        make_eca_twin(eca, plain)
         eca, plain = prep(eca, plain)
         h, w = args.det_size
         return (detector_inference(eca, h, w, device),

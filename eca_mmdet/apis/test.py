@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Sequence
 from mmengine.config import Config, ConfigDict
 
 from ..datasets import guard_image_loading
-from ..engine import preflight_check, setup_distributed
+from ..engine import get_launch_rank, preflight_check, setup_distributed
 from .common import (CliArgumentParser, add_common_args, build_runner,
                      load_config, log_data_warnings, resolve_work_dir,
                      run_cli)
@@ -134,7 +134,8 @@ def _test(args: argparse.Namespace) -> int:
     cfg = build_test_config(args)
     data_warnings = []
     preflight_check(cfg, mode='test', checkpoint=args.checkpoint,
-                    warnings=data_warnings)
+                    warnings=data_warnings,
+                    read_annotations=get_launch_rank(args.launcher) == 0)
     if args.check:
         log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to test {args.checkpoint} '

@@ -132,7 +132,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = build_train_config(args)
     data_warnings = []
     preflight_check(cfg, mode='train',
-                    warnings=data_warnings)
+                    warnings=data_warnings,
+                    read_annotations=get_launch_rank(args.launcher) == 0)
     if args.check:
         log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to train (work dir '

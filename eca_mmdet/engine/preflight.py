@@ -212,7 +212,7 @@ def _check_class_count(cfg: Config, key: str, ds: dict) -> None:
 
 
 def _check_evaluator(key: str, evaluator: Any,
-                     warnings: Optional[List[str]] = None) -> None:
+                     read_annotations: bool = True) -> None:
     metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
         evaluator
     ]
@@ -227,7 +227,8 @@ def _check_evaluator(key: str, evaluator: Any,
                     f'evaluation annotation file not found: '
                     f'{_shown(ann_file)} ({mkey}.ann_file); set it with '
                     f'--cfg-options {mkey}.ann_file=FILE')
-            if 'CocoMetric' in str(metric.get('type', '')) and \
+            if read_annotations and \
+                    'CocoMetric' in str(metric.get('type', '')) and \
                     str(ann_file).endswith('.json'):
                 from ..datasets.coco_check import check_coco_file
                 metrics = metric.get('metric', 'bbox')
@@ -269,7 +270,8 @@ def _check_pretrained(cfg: Config) -> None:
 def preflight_check(cfg: Config,
                     mode: str = 'train',
                     checkpoint: Optional[str] = None,
-                    warnings: Optional[List[str]] = None) -> List[str]:
+                    warnings: Optional[List[str]] = None,
+                    read_annotations: bool = True) -> List[str]:
     """Check that every local file ``cfg`` needs for ``mode`` exists.
 
     Args:
@@ -283,6 +285,9 @@ def preflight_check(cfg: Config,
             mmdet will skip and for missing training images (see
             :func:`eca_mmdet.datasets.check_coco_file`), for the caller to
             log.
+        read_annotations (bool): Also read and check the COCO annotation
+            files (and look for every image file). Distributed tools do it
+            on rank 0 only: a COCO train file is ~450 MB of JSON.
 
     Returns:
         list[str]: The config keys of the dataloaders that were checked.
@@ -313,11 +318,12 @@ def preflight_check(cfg: Config,
                 loader.get('dataset', None), f'{loader_key}.dataset'):
             _check_dataset(loader_key, key, ds)
             _check_class_count(cfg, key, ds)
-            _check_annotations(key, ds, warnings)
+            if read_annotations:
+                _check_annotations(key, ds, warnings)
         checked.append(loader_key)
     for key in evaluators:
         if cfg.get(key, None) is not None:
-            _check_evaluator(key, cfg.get(key))
+            _check_evaluator(key, cfg.get(key), read_annotations)
 
     if mode == 'train':
         _check_pretrained(cfg)
