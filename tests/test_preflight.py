@@ -308,3 +308,13 @@ def test_missing_images_warn_for_training_and_stop_evaluation(tmp_path):
         preflight_check(cfg, 'train')
     assert str(val_image) in str(info.value)
     assert 'val_dataloader.dataset' in str(info.value)
+
+
+def test_second_evaluator_is_named_by_its_index(shapes, tmp_path):
+    good = str(shapes['data'] / 'annotations' / 'instances_val.json')
+    cfg = _load(shapes, val_evaluator=[
+        dict(type='CocoMetric', metric='bbox', ann_file=good),
+        dict(type='CocoMetric', metric='bbox',
+             ann_file=str(tmp_path / 'nope.json'))])
+    with pytest.raises(PreflightError, match=r'val_evaluator\.1\.ann_file'):
+        preflight_check(cfg, 'train')

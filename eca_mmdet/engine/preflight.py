@@ -231,9 +231,9 @@ def _check_evaluator(key: str, evaluator: Any,
                     'CocoMetric' in str(metric.get('type', '')) and \
                     str(ann_file).endswith('.json'):
                 from ..datasets.coco_check import check_coco_file
-                metrics = metric.get('metric', 'bbox')
-                metrics = [metrics] if isinstance(metrics, str) else metrics
-                check_coco_file(ann_file, eval_mask='segm' in metrics,
+                kinds = metric.get('metric', 'bbox')
+                kinds = [kinds] if isinstance(kinds, str) else kinds
+                check_coco_file(ann_file, eval_mask='segm' in kinds,
                                 test_mode=True)
 
 
