@@ -373,3 +373,23 @@ def test_plain_resnet_checkpoint_is_named_as_such(tmp_path):
     model = ECAResNet(depth=18, init_cfg=_pretrained(tmp_path / 'plain.pth'))
     with pytest.raises(CheckpointMismatchError, match='no ECA weights'):
         model.init_weights()
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_fused_eca_under_autocast(grad):
+    """Mixed precision (CPU autocast to bfloat16 here; fp16 on CUDA): the
+    in-place sum, the conv3 pooling route and the custom backward accept the
+    autocast dtypes, and the result stays close to float32."""
+    torch.manual_seed(0)
+    model = ECAResNet(depth=50, zero_init_residual=False).eval()
+    x = torch.randn(1, 3, 64, 64, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        reference = model(x)[-1]
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)[-1]
+        if grad:
+            out.float().sum().backward()
+            assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert out.dtype == torch.bfloat16
+    err = (out.float() - reference).abs().max() / reference.abs().max()
+    assert err < 0.05, err
