@@ -10,13 +10,14 @@ comparable.
 """
 import os
 import os.path as osp
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.registry import TRANSFORMS
 from mmengine.logging import print_log
 
 from ..engine.errors import EcaMmdetError
+from ..engine.preflight import iter_datasets
 
 __all__ = ['ImageReadError', 'SafeLoadImageFromFile', 'guard_image_loading',
            'SKIP_LOG']
@@ -96,18 +97,6 @@ class SafeLoadImageFromFile(LoadImageFromFile):
                 f', skip_unreadable={self.skip_unreadable})')
 
 
-def _datasets(node: Any) -> Iterator[dict]:
-    if not isinstance(node, dict):
-        return
-    if isinstance(node.get('dataset'), dict):
-        yield from _datasets(node['dataset'])
-    elif isinstance(node.get('datasets'), (list, tuple)):
-        for sub in node['datasets']:
-            yield from _datasets(sub)
-    else:
-        yield node
-
-
 def guard_image_loading(cfg: Any, work_dir: Optional[str] = None) -> List[str]:
     """Swap ``LoadImageFromFile`` for :class:`SafeLoadImageFromFile` in the
     pipelines of ``cfg``'s dataloaders: skipping (logged to
@@ -124,7 +113,7 @@ def guard_image_loading(cfg: Any, work_dir: Optional[str] = None) -> List[str]:
         loader = cfg.get(key, None)
         if not isinstance(loader, dict):
             continue
-        for ds in _datasets(loader.get('dataset', None)):
+        for _, ds in iter_datasets(loader.get('dataset', None), key):
             for step in ds.get('pipeline', None) or []:
                 if isinstance(step, dict) and \
                         step.get('type') == 'LoadImageFromFile':
