@@ -98,8 +98,8 @@ def make_eca_twin(eca: nn.Module, plain: nn.Module) -> None:
     (zero conv weights) and the last norm of every block doubled to undo it:
     both compute the same features, so a detector's heads do the same work
     (the number of boxes surviving NMS, the masks pasted) on both sides, and
-    their time ratio is ECA's own cost. Scaling by 2 and 0.5 is exact in
-    floating point.
+    their time ratio is ECA's own cost. The features are equal up to
+    rounding (the fused ECA folds the gate into a frozen BN's affine map).
     """
     from mmdet.models.backbones.resnet import Bottleneck
 

@@ -45,11 +45,14 @@ def test_eca_twin_computes_the_plain_outputs(depth):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(eca(x), plain(x)):
-            assert torch.equal(a, b)
+            # equal up to rounding (the fused ECA folds the gate into BN)
+            tol = 1e-5 * b.abs().max().item()
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=tol)
     # the twin still has ECA: with gates other than 0.5 the outputs differ
     with torch.no_grad():
         eca.layer1[0].eca.conv.weight.fill_(1.0)
-        assert not torch.equal(eca(x)[0], plain(x)[0])
+        a, b = eca(x)[0], plain(x)[0]
+        assert not torch.allclose(a, b, rtol=1e-3, atol=1e-3 * b.abs().max())
 
 
 def test_eca_twin_refuses_models_that_differ_by_more_than_eca():

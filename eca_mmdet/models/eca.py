@@ -104,6 +104,40 @@ class ECALayer(nn.Module):
         gate = _gate(x.mean((2, 3)) if pooled is None else pooled, weight)
         return torch.addcmul(identity, x, gate, out=x if inplace else None)
 
+    def forward_affine_residual(self, y: Tensor, identity: Tensor,
+                                scale: Tensor, shift: Tensor, pooled: Tensor,
+                                inplace: bool = False) -> Tensor:
+        """``identity + self(y * scale + shift)`` for a per-channel affine
+        map, e.g. a BatchNorm on running statistics applied to ``y``.
+
+        The gate is folded into the affine map (``y * (scale * gate) +
+        shift * gate``), so the norm, ECA and the add are one op whose
+        backward (:class:`_ScaleShiftResidual`) costs what the norm's own
+        backward does.
+
+        Args:
+            y (Tensor): The residual branch before the affine map, (N, C, H, W).
+            identity (Tensor): The shortcut.
+            scale, shift (Tensor): The affine map, (C,) each.
+            pooled (Tensor): ``(y * scale + shift).mean((2, 3))``, (N, C).
+            inplace (bool): Without gradients, write the result into ``y``.
+        """
+        if not self.fused:
+            c = scale.numel()
+            x = y * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
+            return identity + eca_reference(x, self.conv.weight)
+        gate = _gate(pooled, self.conv.weight)
+        c = gate.shape[1]
+        gate_scale = (scale.view(1, c, 1, 1) * gate).to(y.dtype)
+        gate_shift = (shift.view(1, c, 1, 1) * gate).to(y.dtype)
+        if torch.is_grad_enabled() and any(
+                t.requires_grad for t in (y, identity, gate_scale, gate_shift)):
+            return _ScaleShiftResidual.apply(y, identity, gate_scale,
+                                             gate_shift)
+        out = torch.addcmul(gate_shift, y, gate_scale,
+                            out=y if inplace else None)
+        return out.add_(identity)
+
     def extra_repr(self) -> str:
         return f'k_size={self.k_size}, fused={self.fused}'
 
@@ -171,6 +205,53 @@ class _ECAResidual(torch.autograd.Function):
                 grad_x = grad * gate
         return (grad_x, grad if need_identity else None, grad_weight,
                 grad_pooled)
+
+
+class _ScaleShiftResidual(torch.autograd.Function):
+    """``y * scale + shift + identity`` with ``scale``, ``shift`` of shape
+    (N, C, 1, 1): a per-sample BatchNorm-like affine map plus the shortcut.
+
+    Backward: ``y``'s gradient ``g * scale`` and the per-(n, c) sums
+    ``sum(g * y)`` and ``sum(g)`` (the gradients of ``scale`` and ``shift``)
+    come from one call of the BatchNorm backward kernel, treating each
+    (n, c) as a channel, i.e. the pass a frozen BatchNorm's backward makes
+    anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, identity: Tensor, scale: Tensor,
+                shift: Tensor) -> Tensor:
+        ctx.save_for_backward(y, scale)
+        return torch.addcmul(shift, y, scale).add_(identity)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        y, scale = ctx.saved_tensors
+        need_y, need_identity, need_scale, need_shift = ctx.needs_input_grad
+        n, c, h, w = y.shape
+        grad_y = grad_scale = grad_shift = None
+        if y.is_contiguous() and grad.is_contiguous():
+            nc = n * c
+            stats = y.new_zeros(nc, dtype=scale.dtype)
+            grad_y, grad_scale, grad_shift = \
+                torch.ops.aten.native_batch_norm_backward(
+                    grad.view(1, nc, h, w), y.view(1, nc, h, w),
+                    scale.reshape(nc), stats, torch.ones_like(stats),
+                    None, None, False, 0.0,
+                    [need_y, need_scale, need_shift])
+            grad_y = grad_y.view(n, c, h, w) if need_y else None
+            grad_scale = grad_scale.view(n, c, 1, 1) if need_scale else None
+            grad_shift = grad_shift.view(n, c, 1, 1) if need_shift else None
+        else:  # e.g. channels_last
+            if need_y:
+                grad_y = grad * scale
+            if need_scale:
+                grad_scale = torch.einsum('nchw,nchw->nc', grad, y).view(
+                    n, c, 1, 1)
+            if need_shift:
+                grad_shift = grad.sum((2, 3), keepdim=True)
+        return (grad_y, grad if need_identity else None, grad_scale,
+                grad_shift)
 
 
 def eca_reference(x: Tensor, weight: Tensor) -> Tensor:

@@ -95,37 +95,44 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
         out = self.relu(self.norm2(self.conv2(out)))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv2_plugin_names)
-        pooled = self._pool_through_conv3(out)
+        affine = self._frozen_norm3_affine()
+        if affine is not None:
+            # norm3, ECA and the add as one op; ECA pools conv3's input
+            scale, shift = affine
+            pooled = F.linear(out.mean((2, 3)), self.conv3.weight.flatten(1))
+            out = self.conv3(out)
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.eca.forward_affine_residual(
+                out, identity, scale, shift, pooled * scale + shift,
+                inplace=True)
         out = self.norm3(self.conv3(out))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.eca.forward_residual(out, identity, inplace=True,
-                                         pooled=pooled)
+        return self.eca.forward_residual(out, identity, inplace=True)
 
-    def _pool_through_conv3(self, y: Tensor) -> Optional[Tensor]:
-        """The ECA pooled vector ``norm3(conv3(y)).mean((2, 3))``, computed
-        from ``y`` (a quarter of the channels) when that is exact: conv3 is
-        a plain 1x1 conv (linear, so it commutes with the mean) and norm3 a
-        BatchNorm using its running statistics (eval mode, or frozen as in
-        mmdet's detection configs: a per-channel affine map). None otherwise
-        (train-mode BN, GN, other conv types, plugins after conv3)."""
+    def _frozen_norm3_affine(self) -> Optional[Tuple[Tensor, Tensor]]:
+        """norm3 as a per-channel ``(scale, shift)``, when it is one and the
+        fused ECA can absorb it: norm3 a BatchNorm on its running statistics
+        (eval mode, or frozen as in mmdet's detection configs), conv3 a
+        plain bias-free 1x1 conv (linear, so ECA's pooling commutes with
+        it and runs on conv3's input, a quarter of the channels), no
+        plugins after conv3. None otherwise (train-mode BN, GN, ...)."""
         conv, norm = self.conv3, self.norm3
         if not self.eca.fused or norm.training or (
                 self.with_plugins and self.after_conv3_plugin_names):
             return None
         if type(conv) is not nn.Conv2d or conv.kernel_size != (1, 1) or \
                 conv.stride != (1, 1) or conv.groups != 1 or \
-                conv.padding != (0, 0):
+                conv.padding != (0, 0) or conv.bias is not None:
             return None
         if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
             return None
-        z = F.linear(y.mean((2, 3)), conv.weight.flatten(1), conv.bias)
         scale = torch.rsqrt(norm.running_var + norm.eps)
         if norm.weight is not None:
             scale = scale * norm.weight
-        z = (z - norm.running_mean) * scale
-        return z + norm.bias if norm.bias is not None else z
+        shift = -norm.running_mean * scale
+        return scale, shift + norm.bias if norm.bias is not None else shift
 
 
 def load_pruned_widths(arch: str) -> List[dict]:
