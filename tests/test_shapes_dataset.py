@@ -157,6 +157,26 @@ def test_object_sizes_and_counts(dataset: dict) -> None:
     assert max(per_image.values()) <= 6  # 5 objects + optional crowd
 
 
+def test_occluded_objects_stay_mostly_visible() -> None:
+    """Every object keeps at least 60% of its full shape visible under the
+    shapes painted over it (visibility recomputed here from the full masks),
+    and the generator still produces occluded objects."""
+    from eca_mmdet.datasets import shapes
+    occluded = 0
+    for index in range(40):
+        rng = np.random.default_rng([5, 0, index])
+        _, layers = shapes._render(rng, 128, 128, shapes.MAX_OBJECTS,
+                                   crowd=False)
+        covered = np.zeros((128, 128), bool)
+        for layer in reversed(layers):  # top to bottom
+            full = layer["mask"]
+            visible = (full & ~covered).sum()
+            assert visible >= 0.6 * full.sum()
+            occluded += visible < full.sum()
+            covered |= full
+    assert occluded >= 10
+
+
 def test_deterministic_per_seed(dataset: dict, tmp_path: Path) -> None:
     same = make_shapes_dataset(tmp_path / "same", N_TRAIN, N_VAL, seed=0)
     other = make_shapes_dataset(tmp_path / "other", N_TRAIN, N_VAL, seed=1)
