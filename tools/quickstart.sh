@@ -16,9 +16,17 @@ if [ ! -f "$DATA/annotations/instances_val.json" ]; then
 else
   step "1/4 synthetic data set: $DATA exists"
 fi
-step "2/4 training (12 epochs, about 11 minutes on 2 cores) in $WORK"
+# Two single-threaded processes (2 images each) use 2 cores better than one
+# process's two threads: the model is too small for ops to split well.
+NPROC=${QUICKSTART_NPROC:-$(( $(nproc) >= 2 ? 2 : 1 ))}
+step "2/4 training (12 epochs, $NPROC process(es), about 8 minutes on 2 cores) in $WORK"
 start=$(date +%s)
-$PY tools/train.py "$CONFIG" --work-dir "$WORK"
+if [ "$NPROC" -gt 1 ]; then
+  PORT=${PORT:-$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')} \
+  OMP_NUM_THREADS=1 PYTHON=$PY tools/dist_train.sh "$CONFIG" "$NPROC" --work-dir "$WORK"
+else
+  $PY tools/train.py "$CONFIG" --work-dir "$WORK"
+fi
 echo "training took $(( $(date +%s) - start )) s"
 CKPT="$WORK/epoch_12.pth"
 step "3/4 COCO evaluation of $CKPT"
