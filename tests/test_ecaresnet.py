@@ -145,6 +145,25 @@ def test_mmdet_resnet_options_still_work():
     assert model.layer4[0].eca.conv.weight.grad is not None
 
 
+def test_checkpointed_frozen_bn_blocks_give_the_same_gradients():
+    """with_cp recomputes the fused frozen-BN + ECA op in backward; the
+    gradients equal those of the uncheckpointed model."""
+    torch.manual_seed(0)
+    kwargs = dict(depth=50, norm_eval=True, zero_init_residual=False)
+    plain = ECAResNet(**kwargs).double()
+    checkpointed = ECAResNet(**kwargs, with_cp=True).double()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for model in (plain, checkpointed):
+        model.train()
+        assert model.layer1[0]._frozen_norm3_affine() is not None
+        loss = model(x)[-1].square().mean()
+        grads.append(torch.autograd.grad(loss, [x, *model.parameters()]))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
 def test_eca_as_mmdet_resnet_plugin():
     plugins = [dict(cfg=dict(type='ECALayer'), position='after_conv3')]
     model = ResNeXt(depth=50, groups=32, base_width=4, plugins=plugins)

@@ -120,7 +120,8 @@ class ECALayer(nn.Module):
             identity (Tensor): The shortcut.
             scale, shift (Tensor): The affine map, (C,) each.
             pooled (Tensor): ``(y * scale + shift).mean((2, 3))``, (N, C).
-            inplace (bool): Without gradients, write the result into ``y``.
+            inplace (bool): Without gradients, ``y`` may be overwritten by the
+                result (when not contiguous, e.g. channels_last).
         """
         if not self.fused:
             c = scale.numel()
@@ -134,9 +135,8 @@ class ECALayer(nn.Module):
                 t.requires_grad for t in (y, identity, gate_scale, gate_shift)):
             return _ScaleShiftResidual.apply(y, identity, gate_scale,
                                              gate_shift)
-        out = torch.addcmul(gate_shift, y, gate_scale,
-                            out=y if inplace else None)
-        return out.add_(identity)
+        return _scale_shift(y, gate_scale, gate_shift,
+                            inplace=inplace).add_(identity)
 
     def extra_repr(self) -> str:
         return f'k_size={self.k_size}, fused={self.fused}'
@@ -207,6 +207,24 @@ class _ECAResidual(torch.autograd.Function):
                 grad_pooled)
 
 
+def _scale_shift(y: Tensor, scale: Tensor, shift: Tensor,
+                 inplace: bool = False) -> Tensor:
+    """``y * scale + shift`` with (N, C, 1, 1) ``scale`` and ``shift``: by
+    the BatchNorm inference kernel (each (n, c) a channel) on a contiguous
+    ``y``, the kernel a frozen BN runs anyway; else ``addcmul`` (into ``y``
+    when ``inplace``)."""
+    n, c, h, w = y.shape
+    if not y.is_contiguous():
+        return torch.addcmul(shift, y, scale, out=y if inplace else None)
+    stats = y.new_zeros(n * c, dtype=scale.dtype)
+    out = F.batch_norm(y.view(1, n * c, h, w), stats, torch.ones_like(stats),
+                       scale.reshape(n * c), shift.reshape(n * c),
+                       False, 0.0, 0.0)
+    # not a view: the blocks' in-place ReLU may then modify a custom
+    # Function's output
+    return torch.ops.aten._unsafe_view(out, (n, c, h, w))
+
+
 class _ScaleShiftResidual(torch.autograd.Function):
     """``y * scale + shift + identity`` with ``scale``, ``shift`` of shape
     (N, C, 1, 1): a per-sample BatchNorm-like affine map plus the shortcut.
@@ -222,7 +240,7 @@ class _ScaleShiftResidual(torch.autograd.Function):
     def forward(ctx, y: Tensor, identity: Tensor, scale: Tensor,
                 shift: Tensor) -> Tensor:
         ctx.save_for_backward(y, scale)
-        return torch.addcmul(shift, y, scale).add_(identity)
+        return _scale_shift(y, scale, shift).add_(identity)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
