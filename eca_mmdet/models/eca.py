@@ -76,8 +76,7 @@ class ECALayer(nn.Module):
         return x * self.gate(x)
 
     def forward_residual(self, x: Tensor, identity: Tensor,
-                         inplace: bool = False,
-                         pooled: Optional[Tensor] = None) -> Tensor:
+                         inplace: bool = False) -> Tensor:
         """``identity + self(x)``.
 
         Fused (default): the gate is folded into the add, and when gradients
@@ -90,18 +89,14 @@ class ECALayer(nn.Module):
             identity (Tensor): The shortcut.
             inplace (bool): Without gradients, write the sum into ``x`` (as
                 ResNet's ``out += identity`` does); the blocks pass True.
-            pooled (Tensor, optional): ``x.mean((2, 3))``, (N, C), when the
-                caller has a cheaper exact way to it (see
-                :class:`~eca_mmdet.models.ECABottleneck`).
         """
         if not self.fused:
             return identity + eca_reference(x, self.conv.weight)
         weight = self.conv.weight
         if torch.is_grad_enabled() and any(
-                t is not None and t.requires_grad
-                for t in (x, identity, weight, pooled)):
-            return _ECAResidual.apply(x, identity, weight, pooled)
-        gate = _gate(x.mean((2, 3)) if pooled is None else pooled, weight)
+                t.requires_grad for t in (x, identity, weight)):
+            return _ECAResidual.apply(x, identity, weight)
+        gate = _gate(x.mean((2, 3)), weight)
         return torch.addcmul(identity, x, gate, out=x if inplace else None)
 
     def forward_affine_residual(self, y: Tensor, identity: Tensor,
@@ -152,25 +147,21 @@ def _gate(pooled: Tensor, weight: Tensor) -> Tensor:
 
 
 class _ECAResidual(torch.autograd.Function):
-    """``identity + x * gate`` with ``gate = _gate(pooled, weight)`` and
-    ``pooled = x.mean((2, 3))`` unless given, with a backward of two passes
-    over the block-sized tensors.
+    """``identity + x * gate`` with ``gate = _gate(x.mean((2, 3)), weight)``,
+    with a backward of two passes over the block-sized tensors.
 
     Autograd's own graph for the same expression saves ``x`` twice and
     materialises ``g * x`` (for the gate), ``g * gate`` and the pooled
     gradient broadcast, then adds the two gradients of ``x``. Here: the
     gate's gradient is a dot product per channel (``g`` and ``x`` read once,
-    nothing written), and ``x``'s gradient ``g * gate (+ dpooled / HW)`` is
+    nothing written), and ``x``'s gradient ``g * gate + dpooled / HW`` is
     written in one pass. The gate itself (a few hundred numbers) is
     differentiated by autograd in ``backward``.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, identity: Tensor, weight: Tensor,
-                pooled: Optional[Tensor] = None) -> Tensor:
-        ctx.own_pool = pooled is None
-        if pooled is None:
-            pooled = x.mean((2, 3))
+    def forward(ctx, x: Tensor, identity: Tensor, weight: Tensor) -> Tensor:
+        pooled = x.mean((2, 3))
         gate = _gate(pooled, weight)
         ctx.save_for_backward(x, pooled, weight, gate)
         return torch.addcmul(identity, x, gate)
@@ -179,32 +170,23 @@ class _ECAResidual(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, pooled, weight, gate = ctx.saved_tensors
         n, c, h, w = x.shape
-        need_x, need_identity, need_weight, need_pooled = (
-            tuple(ctx.needs_input_grad) + (False,))[:4]
-        # the pooled vector needs a gradient if it is x's or the caller's
-        pool_grad = need_x if ctx.own_pool else need_pooled
-        grad_x = grad_weight = grad_pooled = None
-        if pool_grad or need_weight:
+        need_x, need_identity, need_weight = ctx.needs_input_grad
+        grad_x = grad_weight = None
+        if need_x or need_weight:
             # d loss / d gate: sum over H, W of grad * x, per (n, c)
             dgate = torch.einsum('nchw,nchw->nc', grad, x)
             with torch.enable_grad():
-                p = pooled.detach().requires_grad_(pool_grad)
+                p = pooled.detach().requires_grad_(need_x)
                 wt = weight.detach().requires_grad_(need_weight)
                 inputs = [t for t in (p, wt) if t.requires_grad]
                 grads = list(torch.autograd.grad(
                     _gate(p, wt).view(n, c), inputs, dgate))
-            dpooled = grads.pop(0) if pool_grad else None
+            dpooled = grads.pop(0) if need_x else None
             grad_weight = grads.pop(0) if need_weight else None
-            if not ctx.own_pool:
-                grad_pooled = dpooled
         if need_x:
-            if ctx.own_pool:
-                grad_x = torch.addcmul(dpooled.view(n, c, 1, 1) / (h * w),
-                                       grad, gate)
-            else:
-                grad_x = grad * gate
-        return (grad_x, grad if need_identity else None, grad_weight,
-                grad_pooled)
+            grad_x = torch.addcmul(dpooled.view(n, c, 1, 1) / (h * w), grad,
+                                   gate)
+        return grad_x, grad if need_identity else None, grad_weight
 
 
 def _scale_shift(y: Tensor, scale: Tensor, shift: Tensor,
