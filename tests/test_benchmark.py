@@ -59,3 +59,26 @@ def test_eca_twin_refuses_models_that_differ_by_more_than_eca():
     with pytest.raises(ValueError, match='differ by more than ECA'):
         make_eca_twin(ECAResNet(depth=50),
                       MODELS.build(dict(type='ResNet', depth=18)))
+
+
+def test_cli_collects_every_case_from_its_child_process(tmp_path):
+    """tools/benchmark.py with two cases (tiny inputs): each case's timings
+    come back from its child process into one table and one JSON."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'benchmark.py'
+    out = tmp_path / 'bench.json'
+    cases = ['r50_infer_2x512', 'r50_train_2x512']
+    proc = subprocess.run(
+        [sys.executable, str(tool), '--threads', '1', '--pairs', '15',
+         '--warmup', '0', '--batch-size', '32', '--cases', *cases,
+         '--json', str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [c['name'] for c in result['cases']] == cases
+    for case in result['cases']:
+        assert len(case['a_seconds']) == len(case['b_seconds']) == 15
+        assert case['ratio_min'] <= case['ratio_median'] <= case['ratio_max']
+    assert all(name in proc.stdout for name in cases)

@@ -3,19 +3,24 @@
     python tools/benchmark.py [--pairs 15] [--cases NAME ...] [--json OUT]
 
 Each case alternates A (ECA) and B (plain) in one process after a warm-up
-and reports the median of the per-pair ratios A/B with min and max.
+and reports the median of the per-pair ratios A/B with min and max. With
+several cases, each runs in a fresh process of its own, so that what one
+case leaves behind (heap, caches) cannot favour either side of the next.
 """
 import argparse
 import json
 import os.path as osp
 import platform
+import subprocess
 import sys
+import tempfile
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from eca_mmdet.benchmark import (format_table, inference_step,  # noqa: E402
-                                 make_eca_twin, time_pairs, train_step)
+from eca_mmdet.benchmark import (PairTiming, format_table,  # noqa: E402
+                                 inference_step, make_eca_twin, time_pairs,
+                                 train_step)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # What the detector configs use for the backbone.
@@ -135,6 +140,28 @@ def parse_args():
     return parser.parse_args()
 
 
+def run_case_in_child(name):
+    """Run one case in a fresh process with this process's options; return
+    its timings."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:  # drop --cases and --json with their values
+        if arg in ('--cases', '--json'):
+            skip = True
+        elif skip and arg.startswith('--'):
+            skip = False
+        if not skip:
+            argv.append(arg)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = osp.join(tmp, 'case.json')
+        subprocess.run([sys.executable, osp.abspath(__file__), *argv,
+                        '--cases', name, '--json', out],
+                       stdout=subprocess.DEVNULL, check=True)
+        with open(out) as f:
+            case = json.load(f)['cases'][0]
+    return PairTiming(case['name'], case['a_label'], case['b_label'],
+                      case['a_seconds'], case['b_seconds'])
+
+
 def main():
     args = parse_args()
     device = torch.device(args.device or (
@@ -156,6 +183,9 @@ def main():
     print('# ' + ', '.join(f'{k}={v}' for k, v in env.items()), flush=True)
     results = []
     for name in names:
+        if len(names) > 1:
+            results.append(run_case_in_child(name))
+            continue
         run_a, run_b, a_label, b_label = table[name]()
         results.append(time_pairs(
             name, run_a, run_b, pairs=args.pairs, warmup=args.warmup,
