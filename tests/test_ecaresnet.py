@@ -246,6 +246,29 @@ def test_fused_eca_backward_gradcheck_with_the_weight():
         assert torch.autograd.gradcheck(_ECAResidual.apply, args), needs
 
 
+def test_affine_residual_fused_equals_straightforward():
+    """forward_affine_residual: the gate folded into the affine map equals
+    affine map, then the paper's ECA, then the add (outputs and gradients)."""
+    torch.manual_seed(3)
+    fused = ECALayer(32, 5).double()
+    plain = ECALayer(32, 5, fused=False).double()
+    plain.load_state_dict(fused.state_dict())
+    y = torch.randn(2, 32, 6, 5, dtype=torch.float64, requires_grad=True)
+    idt = torch.randn(2, 32, 6, 5, dtype=torch.float64)
+    scale = torch.rand(32, dtype=torch.float64, requires_grad=True)
+    shift = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    results = []
+    for layer in (fused, plain):
+        z = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        out = layer.forward_affine_residual(y, idt, scale, shift,
+                                            z.mean((2, 3)))
+        grads = torch.autograd.grad(out.sin().sum(),
+                                    (y, scale, shift, layer.conv.weight))
+        results.append((out, *grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_scale_shift_residual_gradcheck(channels_last):
     """The frozen-BN + ECA + add op against numerical gradients, through the
