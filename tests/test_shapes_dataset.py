@@ -54,6 +54,9 @@ def test_layout_and_image_files(dataset: dict) -> None:
         coco = _load(dataset, split)
         assert dataset[split]["num_images"] == len(coco["images"]) == n
         assert dataset[split]["num_annotations"] == len(coco["annotations"])
+        # what tools/quickstart.sh compares to decide whether to regenerate
+        from eca_mmdet.datasets.shapes import GENERATOR_VERSION
+        assert coco["info"]["version"] == GENERATOR_VERSION
         assert len(list((root / split).glob("*.png"))) == n
         assert len({im["id"] for im in coco["images"]}) == n
         for im in coco["images"]:

@@ -48,6 +48,9 @@ CLASSES: tuple[str, ...] = tuple(c["name"] for c in CATEGORIES)
 
 SPLITS: tuple[str, ...] = ("train", "val")
 MIN_VISIBLE_PX = 20  # instances with fewer visible pixels are dropped
+#: In each annotation file's ``info``; bumped when the images change, so that
+#: tools/quickstart.sh regenerates a data set of an older version.
+GENERATOR_VERSION = "2.0"
 MAX_OBJECTS = 5
 MIN_VISIBLE_FRACTION = 0.6  # of an object's area left visible by occluders
 PLACEMENT_TRIES = 20
@@ -302,7 +305,7 @@ def _make_split(out_dir: Path, split: str, num_images: int, seed: int,
         annotations += _annotate(layers, image_id, len(annotations) + 1)
     coco = {
         "info": {"description": f"synthetic shapes ({split}, seed {seed})",
-                 "version": "1.0"},
+                 "version": GENERATOR_VERSION},
         "licenses": [],
         "images": images,
         "annotations": annotations,
