@@ -10,11 +10,12 @@ DATA=data/shapes
 WORK=${WORK_DIR:-work_dirs/shapes_quickstart}
 step() { printf '\n==> %s\n' "$*"; }
 
-if [ ! -f "$DATA/annotations/instances_val.json" ]; then
-  step "1/4 synthetic data set in $DATA"
+VERSION=$($PY -c 'from eca_mmdet.datasets.shapes import GENERATOR_VERSION as v; print(v)')
+if ! grep -qs "\"version\":\"$VERSION\"" "$DATA/annotations/instances_val.json"; then
+  step "1/4 synthetic data set (generator $VERSION) in $DATA"
   $PY tools/make_shapes_dataset.py "$DATA"
 else
-  step "1/4 synthetic data set: $DATA exists"
+  step "1/4 synthetic data set: $DATA exists (generator $VERSION)"
 fi
 # Two single-threaded processes (2 images each) use 2 cores better than one
 # process's two threads: the model is too small for ops to split well.
