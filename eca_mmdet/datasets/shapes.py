@@ -177,11 +177,6 @@ def _crowd_polygons(rng: np.random.Generator, name: str, height: int,
     return polys
 
 
-def _object_masks(layers: list[dict[str, Any]]) -> list[np.ndarray]:
-    """Full masks of the non-crowd layers, bottom to top."""
-    return [layer["mask"] for layer in layers if not layer["iscrowd"]]
-
-
 def _render(rng: np.random.Generator, height: int, width: int,
             num_objects: int, crowd: bool
             ) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -203,7 +198,8 @@ def _render(rng: np.random.Generator, height: int, width: int,
     # Objects are placed bottom to top; a placement that would leave an
     # object below it less than MIN_VISIBLE_FRACTION visible is redrawn (up
     # to PLACEMENT_TRIES times, then the object is left out).
-    visible: list[np.ndarray] = []  # visible masks of the objects so far
+    # (visible mask, full mask) of the objects placed so far
+    placed: list[tuple[np.ndarray, np.ndarray]] = []
     for _ in range(num_objects):
         cat = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
         for _ in range(PLACEMENT_TRIES):
@@ -214,11 +210,11 @@ def _render(rng: np.random.Generator, height: int, width: int,
                                   rng.uniform(0.0, 2 * math.pi))
             mask = _rasterise([poly], height, width)
             if all((vis & ~mask).sum() >= MIN_VISIBLE_FRACTION * full.sum()
-                   for vis, full in zip(visible, _object_masks(layers))):
+                   for vis, full in placed):
                 break
         else:
             continue
-        visible = [vis & ~mask for vis in visible] + [mask]
+        placed = [(vis & ~mask, full) for vis, full in placed] + [(mask, mask)]
         layers.append({"category_id": cat["id"], "iscrowd": 0,
                        "polygons": [poly], "mask": mask})
     for layer in layers:  # paint bottom to top
