@@ -143,17 +143,10 @@ def parse_args():
 def run_case_in_child(name):
     """Run one case in a fresh process with this process's options; return
     its timings."""
-    argv, skip = [], False
-    for arg in sys.argv[1:]:  # drop --cases and --json with their values
-        if arg in ('--cases', '--json'):
-            skip = True
-        elif skip and arg.startswith('--'):
-            skip = False
-        if not skip:
-            argv.append(arg)
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'case.json')
-        subprocess.run([sys.executable, osp.abspath(__file__), *argv,
+        # argparse keeps the last --cases and --json: these override ours
+        subprocess.run([sys.executable, osp.abspath(__file__), *sys.argv[1:],
                         '--cases', name, '--json', out],
                        stdout=subprocess.DEVNULL, check=True)
         with open(out) as f:
