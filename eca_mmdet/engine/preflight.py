@@ -6,10 +6,12 @@ Without them, a missing COCO directory surfaces minutes later as a
 backbone checkpoint only after the whole model was built.
 :func:`preflight_check` walks the config the way mmengine will use it and
 raises :class:`PreflightError` naming the expected path, the config key it
-comes from and how to override it.
+comes from and how to override it. It also reads the COCO annotation files
+(rank 0 only), including each ``CocoMetric`` ``ann_file``, which must hold the
+images and classes of the data set the metric scores.
 """
 import os.path as osp
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -211,8 +213,88 @@ def _check_class_count(cfg: Config, key: str, ds: dict) -> None:
                 f'the dataset\'s metainfo.classes to match')
 
 
+def _coco_index(path: str, cache: Dict[str, Any]) -> Tuple[dict, set]:
+    """``({image id: (file base name, width, height)}, {category names})``
+    of a COCO file, read once per preflight run."""
+    if path not in cache:
+        from ..datasets.coco_check import _load
+        data = _load(path)
+        images = {
+            img.get('id'): (osp.basename(str(img.get('file_name', ''))),
+                            img.get('width'), img.get('height'))
+            for img in data['images'] if isinstance(img, dict)}
+        names = {c.get('name') for c in data['categories']
+                 if isinstance(c, dict)}
+        cache[path] = (images, names)
+    return cache[path]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return osp.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_metric_covers(mkey: str, metric: dict, key: str, ds: dict,
+                         cache: Dict[str, Any]) -> None:
+    """A CocoMetric with its own ``ann_file`` scores the dataset's
+    predictions against that file: it must hold the dataset's images (by id)
+    and its classes (by name), or mmdet fails inside the metric (IndexError,
+    or pycocotools' "Results do not correspond to current coco set") after
+    the whole evaluation, or scores other images' ground truth."""
+    ann_file = metric['ann_file']
+    root, ds_ann = ds.get('data_root', None), ds.get('ann_file', None)
+    if not ds_ann or _is_remote(ds_ann, ds.get('backend_args')) or \
+            not str(ds_ann).endswith('.json') or not _coco_like(ds):
+        return
+    ds_path = _join(root, ds_ann)
+    if not osp.isfile(ds_path) or _same_file(ds_path, ann_file):
+        return
+    ds_images, _ = _coco_index(ds_path, cache)
+    images, names = _coco_index(ann_file, cache)
+    fix = (f'point {mkey}.ann_file at the data set\'s annotation file '
+           f'(--cfg-options {mkey}.ann_file={ds_path}), or leave it unset '
+           'to evaluate against the data set itself')
+    what = (f'{mkey}.ann_file={ann_file!r} does not match {key} '
+            f'(ann_file {ds_path})')
+    classes = _dataset_classes(ds) or ()
+    absent = [c for c in classes if c not in names]
+    if absent:
+        raise PreflightError(
+            f'{what}: its categories lack {len(absent)} of the '
+            f'{len(classes)} classes of {key}.metainfo.classes ('
+            f'{", ".join(map(str, absent[:5]))}'
+            f'{", ..." if len(absent) > 5 else ""}); {fix}')
+    if metric.get('format_only', False):
+        return  # results are only written; the file's images are not used
+    unknown = [i for i in ds_images if i not in images]
+    if unknown:
+        raise PreflightError(
+            f'{what}: {len(unknown)} of the {len(ds_images)} image ids of '
+            f'the data set are not in it (e.g. '
+            f'{", ".join(map(str, unknown[:5]))}); {fix}')
+    for img_id, image in ds_images.items():
+        if images[img_id] != image:
+            raise PreflightError(
+                f'{what}: image id {img_id} is {_image_shown(image)} in the '
+                f'data set but {_image_shown(images[img_id])} in it; {fix}')
+
+
+def _image_shown(image: tuple) -> str:
+    name, width, height = image
+    return f'{name} ({width}x{height})'
+
+
 def _check_evaluator(key: str, evaluator: Any,
-                     read_annotations: bool = True) -> None:
+                     read_annotations: bool = True,
+                     datasets: Sequence[Tuple[str, dict]] = (),
+                     cache: Optional[Dict[str, Any]] = None) -> None:
+    """Check ``evaluator`` (one metric or a list); ``datasets`` are the
+    ``(key, cfg)`` of the datasets it scores, whose images and classes each
+    CocoMetric ``ann_file`` must hold (read only with
+    ``read_annotations``)."""
+    cache = {} if cache is None else cache
     metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
         evaluator
     ]
@@ -235,6 +317,8 @@ def _check_evaluator(key: str, evaluator: Any,
                 kinds = [kinds] if isinstance(kinds, str) else kinds
                 check_coco_file(ann_file, eval_mask='segm' in kinds,
                                 test_mode=True)
+                for ds_key, ds in datasets:
+                    _check_metric_covers(mkey, metric, ds_key, ds, cache)
 
 
 def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
@@ -286,8 +370,10 @@ def preflight_check(cfg: Config,
             :func:`eca_mmdet.datasets.check_coco_file`), for the caller to
             log.
         read_annotations (bool): Also read and check the COCO annotation
-            files (and look for every image file). Distributed tools do it
-            on rank 0 only: a COCO train file is ~450 MB of JSON.
+            files (and look for every image file), and that each
+            ``CocoMetric`` ``ann_file`` holds the image ids and class names
+            of the data set it scores. Distributed tools do it on rank 0
+            only: a COCO train file is ~450 MB of JSON.
 
     Returns:
         list[str]: The config keys of the dataloaders that were checked.
@@ -310,20 +396,26 @@ def preflight_check(cfg: Config,
         raise ValueError(f'mode must be "train" or "test", not {mode!r}')
 
     checked = []
+    loader_datasets = {}
     for loader_key in loaders:
         loader = cfg.get(loader_key, None)
         if not isinstance(loader, dict):
             continue
-        for key, ds in iter_datasets(
-                loader.get('dataset', None), f'{loader_key}.dataset'):
+        datasets = list(iter_datasets(
+            loader.get('dataset', None), f'{loader_key}.dataset'))
+        for key, ds in datasets:
             _check_dataset(loader_key, key, ds)
             _check_class_count(cfg, key, ds)
             if read_annotations:
                 _check_annotations(key, ds, warnings)
+        loader_datasets[loader_key] = datasets
         checked.append(loader_key)
+    cache: Dict[str, Any] = {}
     for key in evaluators:
         if cfg.get(key, None) is not None:
-            _check_evaluator(key, cfg.get(key), read_annotations)
+            loader_key = key.replace('_evaluator', '_dataloader')
+            _check_evaluator(key, cfg.get(key), read_annotations,
+                             loader_datasets.get(loader_key, []), cache)
 
     if mode == 'train':
         _check_pretrained(cfg)
