@@ -5,7 +5,7 @@
         [--device cpu|cuda] [--pred-score-thr 0.3]
 
 INPUTS: an image, a folder or a (quoted) glob. Writes DIR/vis/NAME and
-DIR/preds/NAME.json (labels, scores, bboxes, RLE masks).
+DIR/preds/NAME.json (labels, label_names, scores, bboxes, RLE masks).
 """
 import sys
 import warnings

@@ -1,7 +1,9 @@
 """demo/image_demo.py: renderings + JSON whose RLE masks decode to the
-model's masks, and one-line errors for bad inputs."""
+model's masks and whose label names are the model's classes, and one-line
+errors for bad inputs."""
 import json
 
+import mmcv
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ import vis_testlib as lib
 import eca_mmdet  # noqa: F401
 from eca_mmdet.engine import safe_torch_load
 from eca_mmdet.visualization import load_detector, predict
+from eca_mmdet.visualization.demo import EcaDetInferencer
 
 
 @pytest.fixture(scope='session')
@@ -31,6 +34,7 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     model = load_detector(str(trained['config']), str(ckpt))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the demo's OMP_NUM_THREADS=1
+    names_seen = set()
     try:
         n_masks = 0
         for img in sorted(val_dir.glob('*.png')):
@@ -38,8 +42,13 @@ def test_demo_outputs_round_trip(trained, tmp_path):
             pred = json.loads((out_dir / 'preds' / f'{img.stem}.json')
                               .read_text())
             want = predict(model, [str(img)])[0].pred_instances
-            assert set(pred) == {'labels', 'scores', 'bboxes', 'masks'}
+            assert set(pred) == {'labels', 'label_names', 'scores', 'bboxes',
+                                 'masks'}
+            assert list(pred)[:2] == ['labels', 'label_names']
             assert pred['labels'] == want.labels.tolist()
+            assert pred['label_names'] == [
+                trained['classes'][i] for i in pred['labels']]
+            names_seen.update(pred['label_names'])
             np.testing.assert_allclose(pred['scores'], want.scores.numpy(),
                                        atol=1e-4)
             np.testing.assert_allclose(np.array(pred['bboxes']).reshape(
@@ -55,6 +64,46 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert n_masks > 0, 'no masks predicted: the round trip tested nothing'
+    # more than one class, so a constant name would not pass
+    assert len(names_seen) > 1, names_seen
+
+
+def test_inferencer_returns_and_writes_label_names(trained, tmp_path):
+    """The predictions EcaDetInferencer returns carry label_names too, for
+    array inputs as well, and a prediction without an image path is written
+    where mmdet writes it (preds/<index>.json)."""
+    from mmdet.structures import DetDataSample
+
+    image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
+    inferencer = EcaDetInferencer(
+        model=str(trained['config']), weights=str(trained['checkpoints'][-1]),
+        device='cpu', show_progress=False)
+    classes = trained['classes']
+    assert tuple(inferencer.model.dataset_meta['classes']) == classes
+
+    out_dir = tmp_path / 'out'
+    pred = inferencer(str(image), out_dir=str(out_dir), no_save_vis=True,
+                      no_save_pred=False)['predictions'][0]
+    assert pred['labels'], 'no detections: nothing to name'
+    assert pred['label_names'] == [classes[i] for i in pred['labels']]
+    saved = json.loads((out_dir / 'preds' / f'{image.stem}.json').read_text())
+    assert saved == pred
+
+    # an array (BGR, as mmdet expects); mmdet 3.3 cannot save predictions
+    # of arrays (its pred2dict takes the basename of img_path=None)
+    from_array = inferencer(mmcv.imread(str(image)), no_save_vis=True,
+                            no_save_pred=True)['predictions'][0]
+    assert from_array['label_names'] == pred['label_names']
+
+    # no img_path at all: mmdet names the file by its running index
+    sample = DetDataSample()
+    sample.pred_instances = predict(inferencer.model,
+                                    [str(image)])[0].pred_instances
+    index = inferencer.num_predicted_imgs
+    direct = inferencer.pred2dict(sample, str(out_dir))
+    assert direct['label_names'] == [classes[i] for i in direct['labels']]
+    assert json.loads((out_dir / 'preds' / f'{index}.json').read_text()) \
+        == direct
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ errors.
 Writes ``OUT_DIR/vis/<image name>`` (renderings) and
 ``OUT_DIR/preds/<image stem>.json`` (``labels``, ``scores``, ``bboxes`` and,
 for instance segmentation, ``masks`` as COCO RLE with ``counts`` a str), like
-mmdet's own ``demo/image_demo.py`` with ``no_save_pred=False``.
+mmdet's own ``demo/image_demo.py`` with ``no_save_pred=False``, plus
+``label_names``: the class name of each label (``dataset_meta['classes']``).
 """
 import argparse
 import os.path as osp
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
+import mmengine
 from mmdet.apis import DetInferencer
 
 from .cli import _Parser, expand_images, run_main
@@ -29,6 +31,9 @@ class EcaDetInferencer(DetInferencer):
 
     Checkpoints are read through mmengine's loaders, i.e. with the
     weights-only loader of :mod:`eca_mmdet.engine` (registered on import).
+
+    Each prediction dict (returned, and written to ``preds/*.json``) carries
+    ``label_names`` next to ``labels``: the model's class name of each label.
     """
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
@@ -50,6 +55,29 @@ class EcaDetInferencer(DetInferencer):
                  **kwargs) -> None:
         self._weights_path = weights
         super().__init__(model=model, weights=weights, **kwargs)
+
+    def pred2dict(self, data_sample, pred_out_dir: str = '') -> Dict:
+        """mmdet's prediction dict with ``label_names`` after ``labels``;
+        when saving, the JSON mmdet wrote is rewritten with them."""
+        index = self.num_predicted_imgs  # mmdet's name for path-less inputs
+        result = super().pred2dict(data_sample, pred_out_dir)
+        if 'labels' not in result:
+            return result
+        classes = self.model.dataset_meta['classes']
+        named = {}
+        for key, value in result.items():
+            named[key] = value
+            if key == 'labels':
+                named['label_names'] = [classes[i] for i in value]
+        if pred_out_dir:
+            # the path mmdet's pred2dict wrote to
+            if 'img_path' in data_sample:
+                stem = osp.splitext(osp.basename(data_sample.img_path))[0]
+            else:
+                stem = str(index)
+            mmengine.dump(named, osp.join(pred_out_dir, 'preds',
+                                          f'{stem}.json'))
+        return named
 
 
 def demo_parser() -> argparse.ArgumentParser:
