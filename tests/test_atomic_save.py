@@ -9,12 +9,12 @@ import pytest
 import torch
 from mmengine.fileio import get_file_backend
 
-import eca_mmdet  # noqa: F401  (registers the atomic local backend)
-from eca_mmdet.engine import AtomicLocalBackend
+from eca_mmdet.engine import (AtomicLocalBackend, disable_stack_fixes,
+                              enable_stack_fixes, stack_fixes_enabled)
 
 WRITER = r'''
 import sys, torch
-import eca_mmdet
+import eca_mmdet.stack_fixes  # the config opt-in: atomic local writes
 from mmengine.fileio import get_file_backend
 from mmengine.runner.checkpoint import save_checkpoint
 path, writing = sys.argv[1], sys.argv[2]
@@ -37,6 +37,15 @@ def _wait_for(predicate, timeout=180):
     while not predicate():
         assert time.time() < deadline, 'timed out'
         time.sleep(0.01)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def stack_fixes():
+    was_enabled = stack_fixes_enabled()
+    enable_stack_fixes()
+    yield
+    if not was_enabled:
+        disable_stack_fixes()
 
 
 def test_mmengine_uses_the_atomic_backend(tmp_path):

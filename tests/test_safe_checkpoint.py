@@ -56,22 +56,99 @@ def _payload_checkpoint(path, payload, legacy=False):
     return path
 
 
-def test_registered_on_import_and_idempotent():
-    from eca_mmdet.engine.checkpoint import (load_from_local_safe,
-                                             load_from_model_zoo_unavailable)
-    assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
-        load_from_local_safe  # by the import alone
-    engine.register_safe_loading()
-    engine.register_safe_loading()
-    assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
-        load_from_local_safe
-    assert CheckpointLoader._get_checkpoint_loader('relative.pth') is \
-        load_from_local_safe
-    assert CheckpointLoader._get_checkpoint_loader(
-        'torchvision://resnet50') is load_from_model_zoo_unavailable
-    # other schemes are left to mmengine
-    assert CheckpointLoader._get_checkpoint_loader(
-        'https://x/y.pth') is not load_from_local_safe
+@pytest.fixture(autouse=True, scope='module')
+def stack_fixes():
+    """The loader under test is installed explicitly (``import eca_mmdet``
+    changes nothing: see test_import_changes_nothing_in_mmengine)."""
+    was_enabled = engine.stack_fixes_enabled()
+    engine.enable_stack_fixes()
+    yield
+    if not was_enabled:
+        engine.disable_stack_fixes()
+
+
+# Runs in a fresh process: what mmengine/torch hold before and after an import.
+SNAPSHOT = r'''
+import json, sys
+import torch
+from mmengine.fileio import io as fio
+from mmengine.fileio.backends import registry_utils as reg
+from mmengine.runner.checkpoint import CheckpointLoader
+
+def name(obj):
+    obj = obj if isinstance(obj, type) or callable(obj) else type(obj)
+    return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", obj)}'
+
+def snapshot():
+    return dict(
+        schemes={k: name(v) for k, v in CheckpointLoader._schemes.items()},
+        backends={k: name(v) for k, v in reg.backends.items()},
+        prefixes={k: name(v) for k, v in reg.prefix_to_backends.items()},
+        instances=sorted(name(v) for v in fio.backend_instances.values()),
+        safe_globals=sorted(map(str, torch.serialization.get_safe_globals())),
+        local=name(fio.get_file_backend('/tmp/x.pth')))
+
+before = snapshot()
+for module in sys.argv[1:]:
+    __import__(module)
+print(json.dumps(dict(before=before, after=snapshot())))
+'''
+
+
+def _snapshot(*modules):
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-c', SNAPSHOT, *modules],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_import_changes_nothing_in_mmengine():
+    """``import eca_mmdet`` (what custom_imports does) only adds registry
+    entries; the opt-in module does change the loaders (so this can fail)."""
+    plain = _snapshot('mmdet.models', 'eca_mmdet')
+    assert plain['before'] == plain['after']
+    fixed = _snapshot('mmdet.models', 'eca_mmdet', 'eca_mmdet.stack_fixes')
+    before, after = fixed['before'], fixed['after']
+    assert after['schemes'][''].endswith('load_from_local_safe')
+    assert before['schemes'][''].endswith('load_from_local')
+    assert after['local'].endswith('AtomicLocalBackend')
+    assert before['local'].endswith('.LocalBackend')
+    # torch's own safe globals are never touched, even by the opt-in
+    assert before['safe_globals'] == after['safe_globals']
+
+
+def test_enable_is_explicit_idempotent_and_reversible():
+    from mmengine.fileio import LocalBackend, get_file_backend
+    from mmengine.runner.checkpoint import load_from_local
+
+    from eca_mmdet.engine import AtomicLocalBackend
+    from eca_mmdet.engine.checkpoint import load_from_local_safe
+    engine.disable_stack_fixes()
+    try:
+        assert not engine.stack_fixes_enabled()
+        assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
+            load_from_local
+        assert type(get_file_backend('/x/y.pth')) is LocalBackend
+        tv_stock = CheckpointLoader._get_checkpoint_loader('torchvision://r')
+        engine.enable_stack_fixes()
+        engine.enable_stack_fixes()
+        for path in ('/x/y.pth', 'relative.pth'):
+            assert CheckpointLoader._get_checkpoint_loader(path) is \
+                load_from_local_safe
+        assert type(get_file_backend('/x/y.pth')) is AtomicLocalBackend
+        # other schemes are left to mmengine
+        assert CheckpointLoader._get_checkpoint_loader(
+            'https://x/y.pth') is not load_from_local_safe
+        engine.disable_stack_fixes()
+        assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
+            load_from_local
+        assert CheckpointLoader._get_checkpoint_loader(
+            'torchvision://r') is tv_stock
+        assert type(get_file_backend('/x/y.pth')) is LocalBackend
+    finally:
+        engine.enable_stack_fixes()
 
 
 def test_allow_list_is_exact():
@@ -153,6 +230,25 @@ def test_torchvision_prefix_is_a_clear_error():
         assert uri in msg
         assert 'tools/convert_weights.py' in msg
         assert 'init_cfg' in msg
+
+
+def test_torchvision_prefix_is_mmengines_where_torchvision_imports(
+        monkeypatch):
+    """With an importable torchvision the request reaches mmengine's own
+    loader (here it fails inside it: the stand-in has no models)."""
+    import sys
+    import types
+    from mmengine.runner import checkpoint as mm_ckpt
+    calls = []
+    monkeypatch.setitem(sys.modules, 'torchvision',
+                        types.ModuleType('torchvision'))
+    loader = CheckpointLoader._get_checkpoint_loader('torchvision://r50')
+    monkeypatch.setattr(mm_ckpt, 'get_torchvision_models',
+                        lambda: calls.append(1) or {'r50': 'file:///none'})
+    monkeypatch.setattr(mm_ckpt, 'load_from_http',
+                        lambda url, map_location=None: {'url': url})
+    assert loader('torchvision://r50') == {'url': 'file:///none'}
+    assert calls == [1]
 
 
 def test_plain_state_dict_loads(tmp_path):

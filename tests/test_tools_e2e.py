@@ -205,7 +205,7 @@ def test_training_checkpoint_needs_exactly_the_allow_list(trained):
             with pytest.raises(pickle.UnpicklingError):
                 torch.load(ckpt, map_location='cpu', weights_only=True)
 
-    engine.register_safe_loading()
+    engine.enable_stack_fixes()
     loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
     assert loaded['meta']['epoch'] == 2
     assert {'state_dict', 'optimizer', 'message_hub', 'param_schedulers'} \

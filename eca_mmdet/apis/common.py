@@ -6,14 +6,15 @@ import os.path as osp
 import sys
 from typing import Callable, Optional, Sequence
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 
-from ..engine import (EcaMmdetError, cleanup_distributed, get_launch_rank,
-                      register_safe_loading)
+from ..engine import (EcaMmdetError, cleanup_distributed, enable_stack_fixes,
+                      get_launch_rank)
 
 __all__ = [
-    'CliArgumentParser', 'ConfigError', 'add_common_args', 'build_runner',
-    'load_config', 'log_data_warnings', 'resolve_work_dir', 'run_cli'
+    'CliArgumentParser', 'ConfigError', 'add_common_args', 'add_hooks',
+    'build_runner', 'load_config', 'log_data_warnings', 'resolve_work_dir',
+    'run_cli'
 ]
 
 DEBUG_ENV = 'ECA_MMDET_DEBUG'
@@ -84,7 +85,6 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     :class:`ConfigError` naming the file or the option."""
     if not osp.isfile(path):
         raise ConfigError(f'config file not found: {path}')
-    register_safe_loading()
     try:
         cfg = Config.fromfile(path)
     except Exception as e:  # syntax errors, bad _base_, failed imports
@@ -102,6 +102,15 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
                 f'cannot apply --cfg-options {cfg_options} to {path}: '
                 f'{type(e).__name__}: {_first_line(e)}') from None
     return cfg
+
+
+def add_hooks(cfg: Config, types: Sequence[str]) -> None:
+    """Append a default ``dict(type=T)`` to ``cfg.custom_hooks`` for each
+    of ``types`` the config does not list yet."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    listed = {h.get('type') for h in hooks if isinstance(h, dict)}
+    hooks.extend(ConfigDict(type=t) for t in types if t not in listed)
+    cfg.custom_hooks = hooks
 
 
 def resolve_work_dir(cfg: Config, config_path: str,
@@ -154,9 +163,12 @@ def log_data_warnings(warnings: Sequence[str], runner=None) -> None:
 def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
             parser: argparse.ArgumentParser,
             argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv``, run ``main(args)`` and turn our errors into
-    ``error: <message>`` on stderr (printed by rank 0 only) and status 1."""
+    """Parse ``argv``, turn on the stack fixes
+    (:func:`~eca_mmdet.engine.enable_stack_fixes`), run ``main(args)`` and
+    turn our errors into ``error: <message>`` on stderr (printed by rank 0
+    only) and status 1."""
     args = parser.parse_args(argv)
+    enable_stack_fixes()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     try:

@@ -1,30 +1,31 @@
-"""Run-time fixes and checks for training/testing with mmengine 0.10 here.
+"""Run-time support for training/testing with mmengine 0.10 here: safe
+checkpoint loading (:mod:`.checkpoint`), atomic writes (:mod:`.atomic_io`),
+CPU DDP (:mod:`.dist`) and the checks before a run (:mod:`.preflight`).
 
-Importing this package registers the safe checkpoint loader (see
-:mod:`.checkpoint`), atomic checkpoint writes (see :mod:`.atomic_io`) and the
-CPU DDP wrapper (see :mod:`.dist`).
+Importing it changes nothing in mmengine; :func:`enable_stack_fixes` (called
+by the project's tools, or ``custom_imports`` of ``eca_mmdet.stack_fixes`` in
+a config) installs the loader and the atomic backend (see :mod:`.fixes`).
 """
-from .atomic_io import AtomicLocalBackend, atomic_write, register_atomic_writes
+from .atomic_io import AtomicLocalBackend, atomic_write
 from .checkpoint import (CheckpointLoadError, CheckpointMismatchError,
                          ModelZooUnavailableError, UnsafeCheckpointError,
-                         checkpoint_mismatch, register_safe_loading,
-                         safe_checkpoint_global_names, safe_checkpoint_globals,
-                         safe_torch_load, state_dict_of)
+                         checkpoint_mismatch, safe_checkpoint_global_names,
+                         safe_checkpoint_globals, safe_torch_load,
+                         state_dict_of)
 from .dist import (CPUDistributedDataParallel, DistSetupError,
                    cleanup_distributed, get_launch_rank, setup_distributed)
 from .errors import EcaMmdetError
+from .fixes import (disable_stack_fixes, enable_stack_fixes,
+                    stack_fixes_enabled)
 from .preflight import PreflightError, preflight_check
 
-register_safe_loading()
-register_atomic_writes()
-
 __all__ = [
-    'AtomicLocalBackend', 'atomic_write', 'register_atomic_writes',
-    'CPUDistributedDataParallel', 'CheckpointLoadError',
-    'CheckpointMismatchError', 'checkpoint_mismatch', 'state_dict_of', 'DistSetupError',
-    'EcaMmdetError', 'ModelZooUnavailableError', 'PreflightError',
-    'UnsafeCheckpointError', 'cleanup_distributed', 'get_launch_rank',
-    'preflight_check', 'register_safe_loading',
-    'safe_checkpoint_global_names', 'safe_checkpoint_globals',
-    'safe_torch_load', 'setup_distributed'
+    'AtomicLocalBackend', 'atomic_write', 'CPUDistributedDataParallel',
+    'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
+    'state_dict_of', 'DistSetupError', 'EcaMmdetError',
+    'ModelZooUnavailableError', 'PreflightError', 'UnsafeCheckpointError',
+    'cleanup_distributed', 'disable_stack_fixes', 'enable_stack_fixes',
+    'get_launch_rank', 'preflight_check', 'safe_checkpoint_global_names',
+    'safe_checkpoint_globals', 'safe_torch_load', 'setup_distributed',
+    'stack_fixes_enabled'
 ]

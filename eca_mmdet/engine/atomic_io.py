@@ -5,7 +5,9 @@ pointer with ``open(path, 'wb')``: a job killed during the write leaves a
 truncated file that ``--resume`` then picks. :class:`AtomicLocalBackend`
 writes to a temporary file in the same directory, flushes it to disk and
 renames it over the target, so a reader sees the old file or the complete
-new one, never a part.
+new one, never a part. :func:`eca_mmdet.engine.fixes.enable_stack_fixes`
+makes it mmengine's local backend (explicitly: importing this module changes
+nothing).
 """
 import os
 import os.path as osp
@@ -13,10 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Union
 
-from mmengine.fileio import LocalBackend, register_backend
-from mmengine.fileio import io as mmengine_io
+from mmengine.fileio import LocalBackend
 
-__all__ = ['AtomicLocalBackend', 'atomic_write', 'register_atomic_writes']
+__all__ = ['AtomicLocalBackend', 'atomic_write']
 
 
 def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
@@ -48,12 +49,3 @@ class AtomicLocalBackend(LocalBackend):
     def put_text(self, obj: str, filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
         atomic_write(obj, filepath, encoding)
-
-
-def register_atomic_writes() -> None:
-    """Make :class:`AtomicLocalBackend` mmengine's local backend (idempotent),
-    dropping cached plain ``LocalBackend`` instances."""
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-    for key, backend in list(mmengine_io.backend_instances.items()):
-        if type(backend) is LocalBackend:
-            del mmengine_io.backend_instances[key]

@@ -7,17 +7,14 @@ holds :class:`mmengine.logging.HistoryBuffer` objects and numpy arrays), so
 ``--resume`` and testing a trained model fail.
 
 Going back to ``weights_only=False`` would let any checkpoint run arbitrary
-code when it is unpickled. Instead :func:`register_safe_loading` replaces
-mmengine's local-file loader (the ``''`` scheme of
-:class:`mmengine.runner.CheckpointLoader`) by :func:`load_from_local_safe`,
-which keeps ``weights_only=True`` and allows, on top of torch's own safe
-types, exactly the globals our training checkpoints contain
-(:func:`safe_checkpoint_globals`). A checkpoint that needs any other global is
-refused with :class:`UnsafeCheckpointError` before anything of it is built.
-
-It also registers the ``torchvision://`` and ``modelzoo://`` prefixes to fail
-with :class:`ModelZooUnavailableError` (there is no torchvision here) instead
-of an ``ImportError`` deep inside model initialisation.
+code when it is unpickled. Instead :func:`safe_torch_load` keeps
+``weights_only=True`` and allows, on top of torch's own safe types, exactly
+the globals our training checkpoints contain (:func:`safe_checkpoint_globals`).
+A checkpoint that needs any other global is refused with
+:class:`UnsafeCheckpointError` before anything of it is built.
+:func:`load_from_local_safe` is the same as an mmengine checkpoint loader;
+:func:`eca_mmdet.engine.fixes.enable_stack_fixes` installs it (explicitly:
+importing this module changes nothing).
 """
 import os
 import os.path as osp
@@ -29,20 +26,18 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from .errors import EcaMmdetError
 
 __all__ = [
     'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
     'state_dict_of', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
-    'load_from_local_safe', 'load_from_model_zoo_unavailable',
-    'history_buffer_getattr', 'register_safe_loading',
+    'load_from_local_safe', 'history_buffer_getattr',
     'safe_checkpoint_globals',
-    'safe_checkpoint_global_names', 'safe_torch_load'
+    'safe_checkpoint_global_names', 'safe_torch_load',
+    'torchvision_importable'
 ]
 
-MODEL_ZOO_PREFIXES = ('torchvision://', 'modelzoo://')
 CONVERT_HINT = ('convert the weights with `python tools/convert_weights.py '
                 'SRC DST` and set --cfg-options '
                 'model.backbone.init_cfg.checkpoint=DST, or set '
@@ -271,6 +266,16 @@ def safe_torch_load(filename: Union[str, os.PathLike],
             f'{_first_line(e)}') from None
 
 
+def torchvision_importable() -> bool:
+    """Whether ``import torchvision`` works (it is absent here, and a wheel
+    built for another torch fails to import)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, OSError, RuntimeError
+        return False
+    return True
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -279,28 +284,3 @@ def _first_line(error: Exception) -> str:
 def load_from_local_safe(filename: str, map_location=None):
     """mmengine checkpoint loader for local paths (the ``''`` scheme)."""
     return safe_torch_load(filename, map_location=map_location)
-
-
-def load_from_model_zoo_unavailable(filename: str, map_location=None):
-    """mmengine checkpoint loader for ``torchvision://``: always refuses."""
-    raise ModelZooUnavailableError.for_uri(filename)
-
-
-_REGISTERED = False
-
-
-def register_safe_loading() -> None:
-    """Make mmengine load local checkpoints with :func:`safe_torch_load` and
-    refuse ``torchvision://``/``modelzoo://``. Idempotent; runs on
-    ``import eca_mmdet.engine``."""
-    global _REGISTERED
-    if _REGISTERED and CheckpointLoader._schemes.get(
-            '') is load_from_local_safe:
-        return
-    CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_safe, force=True)
-    CheckpointLoader.register_scheme(
-        prefixes=list(MODEL_ZOO_PREFIXES),
-        loader=load_from_model_zoo_unavailable,
-        force=True)
-    _REGISTERED = True

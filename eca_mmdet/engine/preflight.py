@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
+from .checkpoint import torchvision_importable
 from .errors import EcaMmdetError
 
 __all__ = ['PreflightError', 'preflight_check', 'iter_datasets',
@@ -333,7 +334,8 @@ def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
 def _check_pretrained(cfg: Config) -> None:
     for key, ckpt in iter_pretrained(cfg.get('model', None), 'model'):
         init_key = key.rsplit('.', 1)[0]
-        if ckpt.startswith(('torchvision://', 'modelzoo://')):
+        if ckpt.startswith(('torchvision://', 'modelzoo://')) and \
+                not torchvision_importable():
             raise PreflightError(
                 f'pretrained weights {ckpt} ({key}) need the torchvision '
                 'model zoo, which is not available here; convert the '

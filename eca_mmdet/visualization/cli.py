@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..engine import enable_stack_fixes
 from ..engine.errors import EcaMmdetError
 from .render import IMG_EXTENSIONS, VisualizationError
 
@@ -37,8 +38,11 @@ class _Parser(argparse.ArgumentParser):
 def run_main(main: Callable[[argparse.Namespace], Optional[int]],
              parser: argparse.ArgumentParser,
              argv: Optional[Sequence[str]] = None) -> int:
-    """Parse, run, and turn our errors into one ``error:`` line + status 1."""
+    """Parse, turn on the stack fixes (weights-only checkpoint loading,
+    see :func:`~eca_mmdet.engine.enable_stack_fixes`), run, and turn our
+    errors into one ``error:`` line + status 1."""
     args = parser.parse_args(argv)
+    enable_stack_fixes()
     try:
         return main(args) or 0
     except EcaMmdetError as e:

@@ -36,7 +36,7 @@ from mmdet.registry import VISUALIZERS
 from mmdet.visualization import DetLocalVisualizer
 
 from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
-                                state_dict_of)
+                                safe_torch_load, state_dict_of)
 from ..engine.errors import EcaMmdetError
 
 __all__ = [
@@ -612,21 +612,12 @@ def write_contact_sheet(images: Sequence[Union[str, np.ndarray]],
 # Models
 # ----------------------------------------------------------------------------
 def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
-    """Load ``checkpoint`` (weights-only, via mmengine's loaders: the safe
-    loader of :mod:`eca_mmdet.engine` is registered) into ``model``,
-    refusing one that does not fit. Returns the checkpoint dict."""
-    from mmengine.runner.checkpoint import _load_checkpoint
+    """Load ``checkpoint`` (weights-only with our allow-list, whether or not
+    the stack fixes are on) into ``model``, refusing one that does not fit.
+    Returns the checkpoint dict."""
     if not osp.isfile(checkpoint):
         raise VisualizationError(f'checkpoint not found: {checkpoint}')
-    try:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    except EcaMmdetError:
-        raise
-    except Exception as e:  # noqa: BLE001 - corrupt file, not a checkpoint
-        raise VisualizationError(
-            f'cannot load checkpoint {checkpoint}: {type(e).__name__}: '
-            f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}'
-        ) from None
+    ckpt = safe_torch_load(checkpoint, map_location='cpu')
     state = state_dict_of(ckpt)
     problem = checkpoint_mismatch(model, state)
     if problem:
