@@ -59,17 +59,33 @@ def test_readable_images_load_as_before(tmp_path):
     assert out['img_shape'] == (40, 50)
 
 
-def test_guard_swaps_the_loader_per_dataloader(tmp_path):
+def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
+    from mmcv.transforms import LoadImageFromFile
     from mmengine.config import Config
+    from mmengine.dataset import ConcatDataset
+    from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
     data = make_dataset(tmp_path / 'shapes')
     cfg = Config.fromfile(str(write_config(tmp_path / 'c.py', data)))
-    assert guard_image_loading(cfg, str(tmp_path / 'work')) == [
-        'test_dataloader', 'train_dataloader', 'val_dataloader']
-    train = cfg.train_dataloader.dataset.pipeline[0]
-    val = cfg.val_dataloader.dataset.pipeline[0]
-    assert train.type == val.type == 'SafeLoadImageFromFile'
-    assert train.skip_unreadable and not val.skip_unreadable
-    assert train.skip_log == str(tmp_path / 'work' / 'skipped_images.txt')
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.pipeline[0].update(to_float32=True, color_type='grayscale')
+    a, b = DATASETS.build(ds_cfg), DATASETS.build(ds_cfg)
+    wrapped = ConcatDataset([a, b])
+    log = str(tmp_path / 'skipped.txt')
+    assert guard_image_loading(wrapped, True, log) == 2
+    for ds in (a, b):
+        step = ds.pipeline.transforms[0]
+        assert type(step) is SafeLoadImageFromFile
+        assert step.skip_unreadable and step.skip_log == log
+        assert step.to_float32 and step.color_type == 'grayscale'
+    # already guarded loaders are left alone; the config is not touched
+    assert guard_image_loading(wrapped, False) == 0
+    assert ds_cfg.pipeline[0].type == 'LoadImageFromFile'
+    assert type(DATASETS.build(ds_cfg).pipeline.transforms[0]) is \
+        LoadImageFromFile
+    sample = a[0]
+    assert sample['inputs'].shape[0] == 1  # grayscale, as configured
 
 
 @pytest.fixture(scope='module')

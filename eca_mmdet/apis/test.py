@@ -9,6 +9,10 @@ Writes into the work dir (``--work-dir``, default work_dirs/<config name>):
   result format (CocoMetric's ``outfile_prefix=<work dir>/results``), with
   the dataset's own (possibly non-contiguous) category ids.
 
+``--out FILE.pkl`` also dumps every image's predictions to a pickle, as
+mmdet's ``tools/test.py --out`` does (mmdet's ``DumpDetResults`` metric; the
+input of mmdet's ``analysis_tools/confusion_matrix.py`` and friends).
+
 CocoMetric runs with ``classwise=True`` so the log shows mmdet's per-class AP
 table.
 """
@@ -21,11 +25,10 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from ..datasets import guard_image_loading
 from ..engine import get_launch_rank, preflight_check, setup_distributed
-from .common import (CliArgumentParser, add_common_args, build_runner,
-                     load_config, log_data_warnings, resolve_work_dir,
-                     run_cli)
+from .common import (CliArgumentParser, ConfigError, add_common_args,
+                     add_hooks, build_runner, load_config, log_data_warnings,
+                     resolve_work_dir, run_cli)
 
 __all__ = [
     'build_parser', 'build_test_config', 'configure_coco_metrics', 'main',
@@ -50,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         '--show-dir',
         help='save images with the predictions drawn on them to this '
         'directory')
+    parser.add_argument(
+        '--out',
+        help='also dump the predictions to this pickle file (.pkl/.pickle), '
+        'as mmdet\'s tools/test.py --out does, for offline analysis')
     add_common_args(parser)
     return parser
 
@@ -94,6 +101,22 @@ def _enable_visualization(cfg: Config, show_dir: str) -> None:
     cfg.custom_hooks = hooks
 
 
+def _add_dump_results(cfg: Config, out: str) -> None:
+    """Append mmdet's ``DumpDetResults`` to ``cfg.test_evaluator``."""
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ConfigError(f'--out {out}: the results file must end with .pkl '
+                          'or .pickle')
+    evaluator = cfg.get('test_evaluator', None)
+    if evaluator is None:
+        metrics = []
+    elif isinstance(evaluator, (list, tuple)):
+        metrics = list(evaluator)
+    else:
+        metrics = [evaluator]
+    metrics.append(ConfigDict(type='DumpDetResults', out_file_path=out))
+    cfg.test_evaluator = metrics
+
+
 def build_test_config(args: argparse.Namespace) -> Config:
     """The config for ``args``: file + ``--cfg-options`` + the CLI flags."""
     cfg = load_config(args.config, args.cfg_options)
@@ -101,7 +124,9 @@ def build_test_config(args: argparse.Namespace) -> Config:
     cfg.load_from = args.checkpoint
     cfg.resume = False
     configure_coco_metrics(cfg, work_dir)
-    guard_image_loading(cfg)
+    if getattr(args, 'out', None) is not None:
+        _add_dump_results(cfg, args.out)
+    add_hooks(cfg, ['SafeImageLoadingHook'])
     if args.show_dir:
         _enable_visualization(cfg, args.show_dir)
     return cfg

@@ -15,13 +15,16 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from ..datasets import guard_image_loading
 from ..engine import EcaMmdetError, preflight_check, setup_distributed
 from .common import (CliArgumentParser, ConfigError, add_common_args,
-                     build_runner, load_config, log_data_warnings,
+                     add_hooks, build_runner, load_config, log_data_warnings,
                      resolve_work_dir, run_cli)
 
-__all__ = ['build_parser', 'build_train_config', 'main']
+__all__ = ['SAFETY_HOOKS', 'build_parser', 'build_train_config', 'main']
+
+# Added to every run whose config does not list them (the project's configs
+# do, so mmdet's own tools/train.py keeps them too).
+SAFETY_HOOKS = ('NonFiniteLossHook', 'EpochSeedHook', 'SafeImageLoadingHook')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +66,6 @@ def build_train_config(args: argparse.Namespace) -> Config:
     """The config for ``args``: file + ``--cfg-options`` + the CLI flags."""
     cfg = load_config(args.config, args.cfg_options)
     resolve_work_dir(cfg, args.config, args.work_dir)
-    guard_image_loading(cfg, cfg.work_dir)
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -86,15 +88,12 @@ def build_train_config(args: argparse.Namespace) -> Config:
                 '--cfg-options auto_scale_lr.base_batch_size=N')
         scale['enable'] = True
 
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    for always in ('NonFiniteLossHook', 'EpochSeedHook'):
-        if not any(h.get('type') == always for h in hooks):
-            hooks.append(ConfigDict(type=always))
+    add_hooks(cfg, SAFETY_HOOKS)
     if args.lr_scale is not None:
         if not args.lr_scale > 0:
             raise ConfigError(f'--lr-scale must be > 0, got {args.lr_scale}')
-        hooks.append(ConfigDict(type='ScaleLrHook', factor=args.lr_scale))
-    cfg.custom_hooks = hooks
+        cfg.custom_hooks.append(
+            ConfigDict(type='ScaleLrHook', factor=args.lr_scale))
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -1,23 +1,22 @@
 """Image loading that survives a missing, unreadable or truncated file.
 
-Policy (``tools/train.py`` / ``tools/test.py`` apply it with
-:func:`guard_image_loading`): **training skips** such an image with a
+Policy (applied by :class:`~eca_mmdet.hooks.SafeImageLoadingHook`, which the
+project's configs and tools add, with :func:`guard_image_loading`):
+**training skips** such an image with a
 warning naming it and the running count of skipped files (mmengine's dataset
 then draws another sample), so a week of training is not lost to one corrupt
 JPEG; **evaluation stops** with one message naming the file, because a metric
 computed without some images scores their objects as missed and is not
 comparable.
 """
-import os
 import os.path as osp
-from typing import Any, List, Optional
+from typing import Any, Iterator, Optional
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.registry import TRANSFORMS
 from mmengine.logging import print_log
 
 from ..engine.errors import EcaMmdetError
-from ..engine.preflight import iter_datasets
 
 __all__ = ['ImageReadError', 'SafeLoadImageFromFile', 'guard_image_loading',
            'SKIP_LOG']
@@ -97,30 +96,46 @@ class SafeLoadImageFromFile(LoadImageFromFile):
                 f', skip_unreadable={self.skip_unreadable})')
 
 
-def guard_image_loading(cfg: Any, work_dir: Optional[str] = None) -> List[str]:
-    """Swap ``LoadImageFromFile`` for :class:`SafeLoadImageFromFile` in the
-    pipelines of ``cfg``'s dataloaders: skipping (logged to
-    ``work_dir/skipped_images.txt``) in ``train_dataloader``, stopping in
-    ``val_dataloader``/``test_dataloader``. Pipelines that already use
-    ``SafeLoadImageFromFile`` are left as configured.
+def _pipelines(dataset: Any) -> Iterator[Any]:
+    """The ``Compose`` pipelines of ``dataset`` and of the datasets it wraps
+    (``ConcatDataset.datasets``, ``RepeatDataset.dataset``, ...)."""
+    seen, todo = set(), [dataset]
+    while todo:
+        ds = todo.pop()
+        if ds is None or id(ds) in seen:
+            continue
+        seen.add(id(ds))
+        pipeline = getattr(ds, 'pipeline', None)
+        if pipeline is not None and hasattr(pipeline, 'transforms'):
+            yield pipeline
+        todo.extend(getattr(ds, 'datasets', None) or [])
+        todo.append(getattr(ds, 'dataset', None))
+
+
+def guard_image_loading(dataset: Any, skip_unreadable: bool,
+                        skip_log: Optional[str] = None) -> int:
+    """Replace every mmcv ``LoadImageFromFile`` in the pipelines of the built
+    ``dataset`` (and the datasets it wraps) by a
+    :class:`SafeLoadImageFromFile` with the same settings.
+
+    Works on the built objects, not on the config, so the config a run saves
+    keeps the stock loader (``init_detector``, ``DetInferencer`` and
+    ``inference_detector`` on arrays rely on it). Loaders that are already
+    :class:`SafeLoadImageFromFile`, or other subclasses, are left as they are.
 
     Returns:
-        list[str]: the dataloader keys whose pipelines were changed.
+        int: How many loaders were replaced.
     """
-    changed = []
-    for key, skip in (('train_dataloader', True), ('val_dataloader', False),
-                      ('test_dataloader', False)):
-        loader = cfg.get(key, None)
-        if not isinstance(loader, dict):
-            continue
-        for _, ds in iter_datasets(loader.get('dataset', None), key):
-            for step in ds.get('pipeline', None) or []:
-                if isinstance(step, dict) and \
-                        step.get('type') == 'LoadImageFromFile':
-                    step['type'] = 'SafeLoadImageFromFile'
-                    step['skip_unreadable'] = skip
-                    if skip and work_dir:
-                        step['skip_log'] = osp.join(
-                            os.path.abspath(work_dir), SKIP_LOG)
-                    changed.append(key)
-    return sorted(set(changed))
+    replaced = 0
+    for pipeline in _pipelines(dataset):
+        for i, step in enumerate(pipeline.transforms):
+            if type(step) is not LoadImageFromFile:
+                continue
+            safe = SafeLoadImageFromFile.__new__(SafeLoadImageFromFile)
+            safe.__dict__.update(vars(step))
+            safe.skip_unreadable = skip_unreadable
+            safe.skip_log = skip_log
+            safe._skipped_here = 0
+            pipeline.transforms[i] = safe
+            replaced += 1
+    return replaced

@@ -8,9 +8,17 @@
   NaN/inf loss with a message naming the iteration and the loss term;
 * ``ScaleLrHook`` (:mod:`.lr_scale`): ``tools/train.py --lr-scale``;
 * ``EpochSeedHook`` (:mod:`.epoch_seed`): reseeds every epoch so a resumed
-  run repeats an uninterrupted one (added by ``tools/train.py``).
+  run repeats an uninterrupted one;
+* ``SafeImageLoadingHook`` (:mod:`.image_loading`): skips unreadable training
+  images, stops evaluation at one, naming it.
+
+The project's configs list the safety hooks (``NonFiniteLossHook``,
+``EpochSeedHook``, ``SafeImageLoadingHook``) in ``custom_hooks``, so mmdet's
+own ``tools/train.py`` keeps them; our ``tools/train.py`` adds any that a
+config lacks.
 """
 from .epoch_seed import EpochSeedHook
+from .image_loading import SafeImageLoadingHook
 from .lr_scale import ScaleLrHook
 from .nonfinite_loss import NonFiniteLossError, NonFiniteLossHook
 from .progress_gif import ProgressGifHook
@@ -18,5 +26,5 @@ from .render import RenderPredictionsHook
 
 __all__ = [
     'EpochSeedHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressGifHook',
-    'RenderPredictionsHook', 'ScaleLrHook'
+    'RenderPredictionsHook', 'SafeImageLoadingHook', 'ScaleLrHook'
 ]
