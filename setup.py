@@ -6,7 +6,26 @@ compiled ops, against the installed torch (``make install`` does this):
     pip install torch numpy wheel ninja "setuptools<70"
     MAX_JOBS=2 pip install --no-build-isolation "mmcv==2.1.0"
 """
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithConfigs(build_py):
+    """Ship ``configs/`` in the package as ``eca_mmdet/.mim/configs`` (as
+    mmdet ships its configs), so ``eca_mmdet.config_path`` finds them in a
+    non-editable install; an editable one reads the checkout's."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        target = os.path.join(self.build_lib, 'eca_mmdet', '.mim', 'configs')
+        shutil.copytree('configs', target, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+
 
 setup(
     name='eca-mmdet',
@@ -17,9 +36,14 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['eca_mmdet', 'eca_mmdet.*']),
     package_data={'eca_mmdet': ['models/*.json']},
-    python_requires='>=3.8',
+    # Minimums are what has been tested: Python 3.11 (3.11.7) and torch
+    # 2.13.0 CPU (`make install`). Nothing older has been run. The code
+    # cannot work below torch 2.5 anyway (the checkpoint loader uses
+    # torch.serialization.safe_globals and get_unsafe_globals_in_checkpoint);
+    # between 2.5 and 2.13, and on Python < 3.11, it is untested.
+    python_requires='>=3.11',
     install_requires=[
-        'torch>=1.8',
+        'torch>=2.13',
         'numpy<2',
         'mmengine>=0.10,<0.11',
         'mmcv>=2.0.0rc4,<2.2.0',  # build from source, see module docstring
@@ -30,4 +54,5 @@ setup(
     ],
     extras_require={'tests': ['pytest']},
     license='Apache-2.0',
+    cmdclass={'build_py': BuildPyWithConfigs},
 )

@@ -53,16 +53,22 @@ def make_dataset(out_dir: Path, seed: int = 0) -> Path:
 
 def write_config(path: Path, data_root: Path, max_epochs: int = 2,
                  extra_imports: Sequence[str] = (),
-                 custom_hooks: Optional[List[dict]] = None) -> Path:
+                 custom_hooks: Optional[List[dict]] = None,
+                 inherit_hooks: bool = False) -> Path:
     """Write a tiny Mask R-CNN config (quarter-width ECA-ResNet-18, 32-channel
     FPN, slim heads, 64 px images, batch 2, no workers) on the shapes set.
 
     It builds on the project's shapes config when present, else directly on
-    mmdet's Mask R-CNN base; every size that matters is set here.
+    mmdet's Mask R-CNN base; every size that matters is set here. Like the
+    project's configs it opts in to ``eca_mmdet.stack_fixes``.
+    ``custom_hooks`` replaces the base config's hooks unless
+    ``inherit_hooks`` keeps them (then ``custom_hooks`` must be None).
     """
     base = SHAPES_CONFIG if SHAPES_CONFIG.is_file() else \
         'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-    imports = ['eca_mmdet', *extra_imports]
+    imports = ['eca_mmdet', 'eca_mmdet.stack_fixes', *extra_imports]
+    assert not (inherit_hooks and custom_hooks)
+    hooks = '' if inherit_hooks else f'custom_hooks = {custom_hooks or []!r}'
     root = str(data_root).rstrip('/') + '/'
     text = f'''
 _base_ = {str(base)!r}
@@ -130,7 +136,7 @@ optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.005, momentum=0.9,
 auto_scale_lr = dict(enable=False, base_batch_size={BATCH})
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=-1))
-custom_hooks = {custom_hooks or []!r}
+{hooks}
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 '''

@@ -7,8 +7,10 @@
 #   tools/dist_train.sh configs/shapes/mask_rcnn_ecaresnet18_shapes.py 2
 # (two processes use 2 CPU cores better than one process's two threads; or
 # python tools/train.py CONFIG, 1 process)
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['eca_mmdet'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/eca_runtime.py'
+]
 
 data_root = 'data/shapes/'
 metainfo = dict(classes=('circle', 'square', 'triangle', 'star'))
@@ -116,8 +118,3 @@ default_hooks = dict(logger=dict(interval=10),
                      checkpoint=dict(interval=1, max_keep_ckpts=12))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-
-# After each validation, draw the predictions on the first 4 val images into
-# WORK_DIR/progress_frames/ and WORK_DIR/progress.gif (eca_mmdet/hooks/
-# progress_gif.py). Off: --cfg-options custom_hooks.0.enabled=False
-custom_hooks = [dict(type='ProgressGifHook')]
