@@ -279,3 +279,39 @@ def test_history_buffer_getattr():
                       (os, 'system'), (np.ndarray, 'tofile')]:
         with pytest.raises(Exception, match='refused'):
             history_buffer_getattr(obj, name)
+
+
+def _truncated(path):
+    torch.save(dict(state_dict=dict(w=torch.zeros(1000))), path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+@pytest.mark.parametrize('kind,content,expected', [
+    ('empty', b'', 'is empty (0 bytes)'),
+    ('text', b'epoch_3.pth\n', "is not a PyTorch checkpoint (a text file "
+     "starting with 'epoch_3.pth')"),
+    ('html', b'<!DOCTYPE html>\n<html><body>404</body></html>',
+     'is not a PyTorch checkpoint (an HTML/XML page'),
+    ('lfs', b'version https://git-lfs.github.com/spec/v1\noid sha256:ab\n',
+     'Git LFS pointer'),
+    ('binary', bytes(range(200, 256)) * 4, 'not a zip archive or a pickle'),
+    ('truncated', None, 'is truncated or corrupt'),
+])
+def test_unreadable_files_say_what_is_wrong(tmp_path, kind, content,
+                                            expected):
+    """What --resume, tools/test.py and load_from (mmengine's loader), the
+    demo and the converter (safe_torch_load) report for such files."""
+    path = tmp_path / f'{kind}.pth'
+    if content is None:
+        _truncated(path)
+    else:
+        path.write_bytes(content)
+    for load in (engine.safe_torch_load,
+                 lambda p: CheckpointLoader.load_checkpoint(p, 'cpu')):
+        with pytest.raises(CheckpointLoadError) as info:
+            load(str(path))
+        msg = str(info.value)
+        assert msg.startswith(f'checkpoint {path} '), msg
+        assert expected in msg, msg
+        assert '\n' not in msg and 'weights_only=False' not in msg

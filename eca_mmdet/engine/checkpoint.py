@@ -21,6 +21,7 @@ import os.path as osp
 import pickle
 import re
 import types
+import zipfile
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
@@ -31,6 +32,7 @@ from .errors import EcaMmdetError
 
 __all__ = [
     'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
+    'checkpoint_file_problem',
     'state_dict_of', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
     'load_from_local_safe', 'history_buffer_getattr',
     'safe_checkpoint_globals',
@@ -204,11 +206,14 @@ class ModelZooUnavailableError(CheckpointLoadError):
 
 
 def _unpickler_reason(error: Exception) -> str:
-    """The line of torch's weights_only message that says what failed."""
+    """The line of torch's error message that says what failed."""
     text = str(error)
     if 'WeightsUnpickler error:' in text:
         text = text.split('WeightsUnpickler error:', 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # never repeat torch's advice to retry with weights_only=False
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and 'weights_only' not in line and 'can still be loaded'
+             not in line]
     return lines[0] if lines else type(error).__name__
 
 
@@ -226,6 +231,50 @@ def _disallowed_globals(filename: str, error: Exception) -> List[str]:
     if not found:  # a type torch checks when building an object
         found = re.findall(r"but got <class '([\w.]+)'>", str(error))
     return found
+
+
+def checkpoint_file_problem(filename: str) -> Optional[str]:
+    """What is wrong with a file that is not a loadable checkpoint, judged
+    from its first bytes (``None`` when it looks like one: a zip archive,
+    which torch >= 1.6 writes, or a legacy pickle)."""
+    try:
+        size = os.path.getsize(filename)
+        with open(filename, 'rb') as f:
+            head = f.read(512)
+    except OSError as e:
+        return f'cannot be read ({e.strerror or type(e).__name__})'
+    if size == 0:
+        return 'is empty (0 bytes): an interrupted save or download?'
+    if head.startswith(b'PK\x03\x04'):  # what torch.save writes
+        if zipfile.is_zipfile(filename):
+            return None
+        return ('is truncated or corrupt (a zip archive without its central '
+                'directory: an interrupted save or download?)')
+    if head.startswith(b'\x80'):  # pickle protocol >= 2 (legacy format)
+        return None
+    if len(head) >= 9 and head[8:9] == b'{' and \
+            int.from_bytes(head[:8], 'little') < size:
+        return ('is a safetensors file, not a PyTorch checkpoint (convert '
+                'it with tools/convert_weights.py SRC DST)')
+    if head.startswith(b'version https://git-lfs'):
+        return ('is not a PyTorch checkpoint (a Git LFS pointer file: run '
+                '`git lfs pull` to fetch the real file)')
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b'<!doctype html', b'<html', b'<?xml')):
+        return ('is not a PyTorch checkpoint (an HTML/XML page, e.g. an '
+                'error page saved by a failed download)')
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError as e:  # maybe cut inside a multi-byte char
+        text = head[:e.start].decode('utf-8') \
+            if size > len(head) and e.start >= len(head) - 3 else None
+    if text is not None and all(c.isprintable() or c in '\t\n\r\f'
+                                for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ''
+        return ('is not a PyTorch checkpoint (a text file' +
+                (f' starting with {first!r})' if first else ')'))
+    return (f'is not a PyTorch checkpoint (not a zip archive or a pickle: '
+            f'starts with bytes {head[:8].hex(" ")})')
 
 
 def safe_torch_load(filename: Union[str, os.PathLike],
@@ -247,23 +296,26 @@ def safe_torch_load(filename: Union[str, os.PathLike],
         with torch.serialization.safe_globals(safe_checkpoint_globals()):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # noqa: BLE001 - judged below
+        error = e
+    problem = checkpoint_file_problem(filename)
+    if problem:  # empty, text, HTML, ...: say so rather than torch's error
+        raise CheckpointLoadError(f'checkpoint {filename} {problem}')
+    if isinstance(error, pickle.UnpicklingError):
         refused = re.search(_GETATTR_REFUSED + r' (builtins\.getattr\(.*?\))',
-                            str(e))
+                            str(error))
         if refused:
-            raise UnsafeCheckpointError.for_file(
-                filename, [refused.group(1)]) from None
-        disallowed = _disallowed_globals(filename, e)
+            raise UnsafeCheckpointError.for_file(filename, [refused.group(1)])
+        disallowed = _disallowed_globals(filename, error)
         if disallowed:
-            raise UnsafeCheckpointError.for_file(filename,
-                                                 disallowed) from None
+            raise UnsafeCheckpointError.for_file(filename, disallowed)
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename} with weights_only=True: '
-            f'{_unpickler_reason(e)}') from None
-    except Exception as e:  # truncated/corrupt files, bad object states
-        raise CheckpointLoadError(
-            f'cannot read checkpoint {filename}: {type(e).__name__}: '
-            f'{_first_line(e)}') from None
+            f'{_unpickler_reason(error)}')
+    # truncated/corrupt files, bad object states
+    raise CheckpointLoadError(
+        f'cannot read checkpoint {filename}: {type(error).__name__}: '
+        f'{_unpickler_reason(error)}')
 
 
 def torchvision_importable() -> bool:
@@ -274,11 +326,6 @@ def torchvision_importable() -> bool:
     except Exception:  # noqa: BLE001 - ImportError, OSError, RuntimeError
         return False
     return True
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_from_local_safe(filename: str, map_location=None):
