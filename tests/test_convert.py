@@ -222,3 +222,72 @@ def test_pretrained_init_cfg_loads_converted(tmp_path: Path) -> None:
     assert set(want) == set(got)
     for k, v in want.items():
         assert torch.equal(got[k], v), k
+
+
+def _official_src(tmp_path: Path) -> Path:
+    src = tmp_path / 'eca_resnet18.pth.tar'
+    _save_official(official_state_dict(18, (3, 5, 7, 7), seed=9), src)
+    return src
+
+
+def _one_error_line(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize('how', ['same', 'symlink', 'other_path'])
+def test_cli_refuses_to_overwrite_its_source(tmp_path: Path, how: str) -> None:
+    src = _official_src(tmp_path)
+    before = src.read_bytes()
+    if how == 'same':
+        dst = str(src)
+    elif how == 'symlink':
+        (tmp_path / 'link.pth').symlink_to(src)
+        dst = str(tmp_path / 'link.pth')
+    else:
+        (tmp_path / 'sub').mkdir()
+        dst = str(tmp_path / 'sub' / '..' / src.name)
+    line = _one_error_line(_run_cli(str(src), dst))
+    assert f'output {dst} is the source checkpoint {src}' in line, line
+    assert src.read_bytes() == before
+
+
+def test_cli_output_directory_is_one_line(tmp_path: Path) -> None:
+    src = _official_src(tmp_path)
+    out = tmp_path / 'out'
+    out.mkdir()
+    line = _one_error_line(_run_cli(str(src), str(out)))
+    assert line.startswith(f'error: output {out} is a directory'), line
+    assert list(out.iterdir()) == []
+
+
+def test_cli_refuses_pickled_payload_without_unsafe_advice(tmp_path: Path) -> None:
+    """Refused like every other loader (naming the global), and never with
+    torch's advice to load with weights_only=False."""
+    import os
+
+    class System:
+        def __reduce__(self):
+            return (os.system, (f'touch {tmp_path / "ran"}',))
+
+    sd = official_state_dict(18, (3, 5, 7, 7), seed=10)
+    src = tmp_path / 'evil.pth'
+    torch.save(dict(state_dict=sd, extra=System()), src)
+    line = _one_error_line(_run_cli(str(src), str(tmp_path / 'out.pth')))
+    assert f'refusing to load checkpoint {src}' in line, line
+    assert 'posix.system' in line, line
+    assert 'weights_only' not in line, line
+    assert not (tmp_path / 'ran').exists() and not (tmp_path / 'out.pth').exists()
+
+
+@pytest.mark.parametrize('content,expected', [
+    (b'', 'is empty (0 bytes)'),
+    (b'{"not": "weights"}\n', 'is not a PyTorch checkpoint (a text file'),
+])
+def test_cli_empty_or_text_source(tmp_path: Path, content: bytes, expected: str) -> None:
+    src = tmp_path / 'weights.pth'
+    src.write_bytes(content)
+    line = _one_error_line(_run_cli(str(src), str(tmp_path / 'out.pth')))
+    assert line.startswith(f'error: checkpoint {src} {expected}'), line

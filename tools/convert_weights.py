@@ -5,7 +5,10 @@
     python tools/convert_weights.py eca_resnet50_k3557.pth.tar checkpoints/eca_r50.pth
 
 Prints the detected layout and the backbone config to paste into a config.
-Exits 1 with a one-line message when the source is missing or not convertible.
+Exits 1 with a one-line ``error: ...`` when the source is missing, empty, not
+a checkpoint, a pickle needing globals outside the allow-list (refused, never
+run) or not convertible, or when DST is a directory or SRC itself. DST is
+written atomically (a temp file renamed into place).
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eca_mmdet.converters import ConversionError, convert_file  # noqa: E402
+from eca_mmdet.converters import convert_file  # noqa: E402
+from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
 
 
 def format_cfg(cfg: dict, checkpoint: str) -> str:
@@ -33,8 +37,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         meta = convert_file(args.src, args.dst)
-    except (ConversionError, OSError) as e:
-        print(f'error: {e}', file=sys.stderr)
+    except (EcaMmdetError, OSError) as e:  # ConversionError is one
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     arch = f", arch {meta['arch']}" if meta.get('arch') else ''
     print(f"detected layout: {meta['layout']}{arch}")

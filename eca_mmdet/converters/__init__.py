@@ -24,11 +24,13 @@ from typing import Any, Dict, Union
 
 import torch
 
+from ..engine.atomic_io import atomic_writer
+from ..engine.checkpoint import CheckpointLoadError, safe_torch_load
 from . import official, timm
 from .common import ConversionError, StateDict, Structure, read_structure
 
-__all__ = ['ConversionError', 'Structure', 'convert_checkpoint', 'convert_file',
-           'convert_state_dict', 'load_source']
+__all__ = ['ConversionError', 'Structure', 'check_output_path', 'convert_checkpoint',
+           'convert_file', 'convert_state_dict', 'load_source']
 
 PathLike = Union[str, 'os.PathLike[str]']
 LAYOUTS = (official, timm)
@@ -59,32 +61,39 @@ def _unwrap(obj: Any, src: str) -> StateDict:
 
 
 def load_source(src_path: PathLike) -> StateDict:
-    """Read a ``.pth``/``.pth.tar`` (``torch.load(weights_only=True)``) or
-    ``.safetensors`` file and return its flat state dict.
+    """Read a ``.pth``/``.pth.tar`` (weights-only, with the allow-list of
+    :func:`eca_mmdet.engine.checkpoint.safe_torch_load`) or ``.safetensors``
+    file and return its flat state dict.
 
     Raises:
         FileNotFoundError: ``src_path`` does not exist.
-        ConversionError: The file is not a readable checkpoint of tensors.
+        ConversionError: The file is not a readable checkpoint of tensors
+            (empty, text, truncated, or a pickle needing other globals,
+            which is refused without running anything).
     """
     path = Path(src_path)
     if not path.is_file():
         raise FileNotFoundError(f'{src_path}: no such file')
-    try:
-        if _is_safetensors(path):
-            try:
-                from safetensors.torch import load_file
-            except ImportError as e:
-                raise ConversionError(f'{src_path}: reading .safetensors needs the '
-                                      "'safetensors' package") from e
+    if _is_safetensors(path):
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ConversionError(f'{src_path}: reading .safetensors needs the '
+                                  "'safetensors' package") from e
+        if path.stat().st_size == 0:
+            raise ConversionError(f'{src_path}: the file is empty (0 bytes): the save or '
+                                  'download did not complete')
+        try:
             obj = load_file(str(path), device='cpu')
-        else:
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-    except ConversionError:
-        raise
-    except Exception as e:  # unpickling / zip / header errors: not a checkpoint
-        first = (str(e).strip().splitlines() or [''])[0][:200]
-        raise ConversionError(f'{src_path}: not a readable PyTorch or safetensors checkpoint '
-                              f'({type(e).__name__}: {first})') from e
+        except Exception as e:  # header / size errors: not a safetensors file
+            first = (str(e).strip().splitlines() or [''])[0][:200]
+            raise ConversionError(f'{src_path}: not a readable safetensors file '
+                                  f'({type(e).__name__}: {first})') from None
+    else:
+        try:
+            obj = safe_torch_load(path, map_location='cpu')
+        except CheckpointLoadError as e:  # its message names the file
+            raise ConversionError(str(e)) from None
     return _unwrap(obj, str(src_path))
 
 
@@ -124,17 +133,34 @@ def convert_state_dict(sd: StateDict, src: str = '<state dict>') -> Dict[str, An
                 structure=st, dropped=dropped)
 
 
+def check_output_path(src_path: PathLike, dst_path: PathLike) -> None:
+    """Refuse an output that is a directory or the source itself (also
+    through another path or a link), before anything is read or written.
+
+    Raises:
+        ConversionError: naming the output and what is wrong with it.
+    """
+    dst = os.fspath(dst_path)
+    if os.path.isdir(dst) or dst.endswith(('/', os.sep)):
+        raise ConversionError(f'output {dst} is a directory; give a file path such as '
+                              f'{os.path.join(dst, "eca_mmdet.pth")}')
+    if os.path.exists(dst) and os.path.exists(src_path) and os.path.samefile(src_path, dst):
+        raise ConversionError(f'output {dst} is the source checkpoint {os.fspath(src_path)} '
+                              '(the same file); writing it would destroy the source: '
+                              'choose another output path')
+
+
 def convert_file(src_path: PathLike, dst_path: PathLike) -> Dict[str, Any]:
     """Like :func:`convert_checkpoint`, but return the saved ``meta`` dict
     (``source``, ``layout``, ``arch``, ``backbone``, ``dropped_keys``,
     ``converter``)."""
+    check_output_path(src_path, dst_path)
     res = convert_state_dict(load_source(src_path), str(src_path))
     meta = dict(source=os.path.basename(str(src_path)), layout=res['layout'],
                 arch=res['arch'], backbone=dict(res['backbone']),
                 dropped_keys=res['dropped'], converter='eca_mmdet.converters')
-    dst = Path(dst_path)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=res['state_dict'], meta=meta), dst)
+    with atomic_writer(dst_path) as f:  # never a half-written output
+        torch.save(dict(state_dict=res['state_dict'], meta=meta), f)
     return meta
 
 
@@ -154,6 +180,7 @@ def convert_checkpoint(src_path: PathLike, dst_path: PathLike) -> dict:
     Raises:
         FileNotFoundError: ``src_path`` does not exist.
         ConversionError: The source fits no known layout (the message names
-            the file and the reason, e.g. the first unrecognised keys).
+            the file and the reason, e.g. the first unrecognised keys), or
+            ``dst_path`` is a directory or the source file itself.
     """
     return dict(convert_file(src_path, dst_path)['backbone'])

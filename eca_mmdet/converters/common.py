@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Tuple
 
 from torch import Tensor
 
+from ..engine.errors import EcaMmdetError
+
 StateDict = Dict[str, Tensor]
 
 BN_PARAMS = ('weight', 'bias', 'running_mean', 'running_var')
@@ -26,8 +28,9 @@ DEPTHS: Dict[Tuple[bool, Tuple[int, ...]], int] = {
 _BLOCK_KEY = re.compile(r'^layer(\d+)\.(\d+)\.')
 
 
-class ConversionError(ValueError):
-    """The source checkpoint fits no layout the converters know."""
+class ConversionError(EcaMmdetError, ValueError):
+    """The source cannot be converted (unreadable, or it fits no layout the
+    converters know), or the output path is unusable."""
 
 
 @dataclass
