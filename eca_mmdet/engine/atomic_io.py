@@ -11,8 +11,9 @@ nothing).
 
 The temporary file is ``.<name>.<host>.<pid>.<random>.ecatmp`` next to the
 target. A writer killed with SIGKILL cannot remove it; the next atomic write
-into that directory removes such files of dead writers (same host, pid no
-longer running), never those of a live process. The result gets the mode a
+into that directory (by a process that has not scanned it in the last
+minute) removes such files of dead writers (same host, pid no longer
+running), never those of a live process. The result gets the mode a
 plain ``open(path, 'wb')`` would give: the existing target's mode, else
 ``0o666 & ~umask`` (not ``tempfile.mkstemp``'s ``0o600``).
 """
@@ -23,8 +24,9 @@ import re
 import secrets
 import socket
 import stat
+import time
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Union
+from typing import BinaryIO, Dict, Iterator, List, Union
 
 from mmengine.fileio import LocalBackend
 
@@ -34,6 +36,11 @@ __all__ = [
 ]
 
 TEMP_SUFFIX = '.ecatmp'
+# A directory is scanned for orphans at its first atomic write in a process
+# and then at most once per RESCAN_SECONDS (renderings come by the thousand;
+# a scan of a 5000-file directory costs ~15 ms).
+RESCAN_SECONDS = 60.0
+_last_scan: Dict[str, float] = {}
 _TEMP_NAME = re.compile(r'^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.'
                         r'(?P<pid>\d+)\.[0-9a-f]+' + re.escape(TEMP_SUFFIX) +
                         '$')
@@ -109,7 +116,10 @@ def atomic_writer(filepath: Union[str, Path]) -> Iterator[BinaryIO]:
     filepath = os.fspath(filepath)
     directory = osp.dirname(osp.abspath(filepath))
     os.makedirs(directory, exist_ok=True)
-    remove_stale_temp_files(directory)
+    now = time.monotonic()
+    if now - _last_scan.get(directory, -RESCAN_SECONDS) >= RESCAN_SECONDS:
+        _last_scan[directory] = now
+        remove_stale_temp_files(directory)
     mode = _plain_save_mode(filepath)
     prefix = f'.{osp.basename(filepath)}.{_host()}.{os.getpid()}.'
     while True:
