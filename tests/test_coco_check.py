@@ -3,11 +3,22 @@ file and the entry; what mmdet drops by itself is counted and reported."""
 import copy
 import json
 
+import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from eca_mmdet.datasets import AnnotationError, check_coco_file
 
 SQUARE = [[10, 10, 30, 10, 30, 30, 10, 30]]
+
+
+def _rle(height, width, box=(0, 0, 10, 10)):
+    """A compressed RLE (pycocotools' own encoding) of a filled box."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    x, y, w, h = box
+    mask[y:y + h, x:x + w] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {'size': [height, width], 'counts': rle['counts'].decode()}
 
 
 def _coco():
@@ -25,7 +36,7 @@ def _coco():
              'iscrowd': 0},
             {'id': 2, 'image_id': 7, 'category_id': 12, 'area': 100,
              'bbox': [0, 0, 10, 10], 'iscrowd': 1,
-             'segmentation': {'size': [65, 33], 'counts': 'PP`0'}},
+             'segmentation': _rle(65, 33)},
         ],
     }
 
@@ -201,3 +212,177 @@ def test_matches_what_mmdet_keeps(tmp_path):
     assert kept_boxes == expected
     assert report.skipped['outside_image'] == [102]
     assert report.skipped['zero_area'] == [103]
+
+
+def _with_annotation(**fields):
+    """The test file plus annotation id 50 (a square on image 1, 64x48)
+    with ``fields`` changed."""
+    data = _coco()
+    data['annotations'].append(
+        dict(copy.deepcopy(data['annotations'][0]), id=50, **fields))
+    return data
+
+
+@pytest.mark.parametrize('bbox', [
+    [20, 20, -5, 10],   # negative width
+    [20, 20, 10, 0],    # zero height
+    [70, 10, 10, 10],   # right of the 64 px wide image
+    [-30, -30, 10, 10],  # above and left of it
+])
+def test_scored_file_refuses_invalid_boxes(tmp_path, bbox):
+    """mmdet drops these boxes, but pycocotools scores the file with them
+    as objects never detected: a file that is scored (test mode) stops,
+    naming the file and the annotation; training skips them."""
+    path = _write(tmp_path, _with_annotation(bbox=bbox))
+    with pytest.raises(AnnotationError) as info:
+        check_coco_file(path, test_mode=True)
+    message = str(info.value)
+    assert message.startswith(f'{path}: 1 annotations have a box') and \
+        'ids 50 ' in message and f'bbox {bbox}' in message, message
+    report = check_coco_file(path)
+    assert 50 in report.skipped.get('zero_area', []) + \
+        report.skipped.get('outside_image', [])
+    # a crowd region is ignored by pycocotools: skipped, not an error
+    crowd = _with_annotation(bbox=bbox, iscrowd=1)
+    check_coco_file(_write(tmp_path, crowd, 'crowd.json'), test_mode=True)
+
+
+def _coco_ap(gt: dict, detections: list) -> float:
+    """pycocotools' box AP@[.5:.95] of ``detections`` on ``gt``."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    coco = COCO()
+    coco.dataset = copy.deepcopy(gt)
+    coco.createIndex()
+    evaluator = COCOeval(coco, coco.loadRes(detections), 'bbox')
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return float(evaluator.stats[0])
+
+
+def test_tiny_and_ignored_boxes_are_reported_as_scored(tmp_path):
+    """Boxes under 1 px (COCO 2017 val has a few) and "ignore" without
+    "iscrowd": mmdet's data set drops them but pycocotools scores them.
+    A scored file keeps working and says so; training says it skips them.
+    pycocotools' AP shows the report is right."""
+    data = _coco()
+    data['annotations'].append(dict(copy.deepcopy(data['annotations'][0]),
+                                    id=60, bbox=[40, 5, 0.5, 8], area=4))
+    data['annotations'].append(dict(copy.deepcopy(data['annotations'][0]),
+                                    id=61, bbox=[40, 20, 10, 10], ignore=1))
+    path = _write(tmp_path, data)
+    report = check_coco_file(path, test_mode=True)
+    assert report.skipped == {'tiny_scored': [60], 'ignore_scored': [61]}
+    lines = report.warnings()
+    assert len(lines) == 2 and all(
+        'scores them as ground truth' in ln and 'skipping' not in ln
+        for ln in lines), lines
+    assert check_coco_file(path).skipped == {'ignore': [61],
+                                             'zero_area': [60]}
+    # exact detections of the kept boxes only: pycocotools misses the two
+    perfect = [dict(image_id=a['image_id'], category_id=a['category_id'],
+                    bbox=a['bbox'], score=1.0) for a in _coco()['annotations']]
+    assert _coco_ap(_coco(), perfect) == pytest.approx(1.0)
+    assert _coco_ap(data, perfect) < 0.9
+
+
+@pytest.mark.parametrize('segmentation,needle', [
+    ({'size': [48], 'counts': 'PP`0'}, 'not [height, width]'),
+    ({'size': [64, 48], 'counts': _rle(64, 48)['counts']},
+     '[64, 48] that is not its image\'s [height, width] = [48, 64]'),
+    ({'size': [48, 64], 'counts': [100, 20, 3]}, 'covering 123 pixels'),
+    ({'size': [48, 64], 'counts': [3072, -100, 100]}, 'non-negative'),
+    ({'size': [48, 64], 'counts': 'PP`0'}, 'covering 16384 pixels'),
+    ({'size': [48, 64], 'counts': 'abc~~'}, 'do not decode'),
+    ({'size': [48, 64], 'counts': _rle(48, 64)['counts'][:-1] + 'P'},
+     'do not decode'),
+])
+def test_malformed_rle_names_the_annotation(tmp_path, segmentation, needle):
+    """RLEs mmdet and pycocotools decode without checking: a wrong size or
+    counts that do not cover the image crash training and evaluation (or
+    read past the mask)."""
+    path = _write(tmp_path, _with_annotation(segmentation=segmentation,
+                                             iscrowd=1))
+    check_coco_file(path)  # masks not used: fine
+    for kwargs in (dict(with_mask=True), dict(eval_mask=True,
+                                              test_mode=True)):
+        with pytest.raises(AnnotationError) as info:
+            check_coco_file(path, **kwargs)
+        message = str(info.value)
+        assert message.startswith(f'{path}: annotations id 50 (image 1)')
+        assert needle in message, message
+
+
+def test_rle_counts_decode_like_pycocotools():
+    """The compressed-counts reader agrees with pycocotools' own
+    uncompressed runs on random masks."""
+    from eca_mmdet.datasets.coco_check import _rle_counts
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (7, 5), (48, 64), (300, 200)):
+        mask = (rng.random(shape) < rng.random()).astype(np.uint8)
+        mask[:shape[0] // 2] = 0  # long runs: multi-group numbers
+        compressed = mask_utils.encode(np.asfortranarray(mask))
+        runs = _rle_counts(compressed['counts'].decode())
+        flat = mask.flatten(order='F')
+        expected, value, length = [], 0, 0
+        for pixel in flat:
+            if pixel != value:
+                expected.append(length)
+                value, length = pixel, 0
+            length += 1
+        expected.append(length)
+        assert runs == expected, shape
+
+
+def _png(path, width, height):
+    import cv2
+    cv2.imwrite(str(path), np.zeros((height, width, 3), np.uint8))
+
+
+def test_image_headers_are_read_for_scored_sets(tmp_path):
+    """With read_images, every image header is compared with its entry: a
+    file of another size, an empty file and a non-image are named; a JPEG
+    whose EXIF orientation turns it by 90 degrees is compared turned, as
+    mmcv loads it."""
+    from PIL import Image
+    img_dir = tmp_path / 'img'
+    img_dir.mkdir()
+    _png(img_dir / 'a.png', 64, 48)
+    _png(img_dir / 'b.png', 33, 65)
+    path = _write(tmp_path, _coco())
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True)
+    assert report.bad_images == []
+
+    _png(img_dir / 'b.png', 65, 33)
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True)
+    assert report.bad_images == [(
+        str(img_dir / 'b.png'), 'is 65x33 pixels but annotated as 33x65 '
+        '(width x height)')]
+    assert check_coco_file(path, img_dir=str(img_dir)).bad_images == []
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new('RGB', (65, 33)).save(img_dir / 'b.png', format='JPEG',
+                                    exif=exif)
+    import mmcv
+    assert mmcv.imread(str(img_dir / 'b.png')).shape[:2] == (65, 33)
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True)
+    assert report.bad_images == []
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True,
+                             exif_orientation=False)
+    assert len(report.bad_images) == 1
+    # a truncated file whose header is whole is left to the loader
+    _png(img_dir / 'b.png', 33, 65)
+    data = (img_dir / 'b.png').read_bytes()
+    (img_dir / 'b.png').write_bytes(data[:len(data) // 2])
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True)
+    assert report.bad_images == []
+
+    (img_dir / 'b.png').write_bytes(b'')
+    (img_dir / 'a.png').write_bytes(b'no image here')
+    report = check_coco_file(path, img_dir=str(img_dir), read_images=True)
+    assert report.bad_images == [
+        (str(img_dir / 'a.png'),
+         'is not an image file (neither PIL nor OpenCV reads it)'),
+        (str(img_dir / 'b.png'), 'is an empty file (0 bytes)')]

@@ -12,17 +12,28 @@ and sorts each problem into one of two kinds:
   first offending entry): not JSON, not COCO, entries missing required keys,
   non-numeric boxes or polygon coordinates, duplicate ids, class names not in
   ``categories``, annotations without masks where masks are loaded, malformed
-  masks in a file used to evaluate masks (pycocotools cannot score them), a
-  data set that is empty after filtering;
+  masks in a file used to evaluate masks (pycocotools cannot score them),
+  RLE masks whose ``size`` or ``counts`` do not describe their image (mmdet
+  and pycocotools would crash or read past the mask), a data set that is
+  empty after filtering; in test mode (a file that is scored) also boxes that
+  are empty or entirely outside their image: mmdet's data set drops them,
+  but pycocotools, scoring the file, keeps them as objects never detected;
 * **skips** (counted in :class:`CocoFileReport`, logged as a warning): what
-  mmdet drops by itself and the run stays valid without.
+  mmdet drops by itself and the run stays valid without. In test mode the
+  annotations mmdet drops but pycocotools still scores (boxes under 1 px,
+  ``ignore`` without ``iscrowd``; COCO 2017 val has a few tiny ones) are
+  reported as scored, not as skipped.
+
+With ``read_images``, the header of every image file is read (PIL opens
+lazily: the size without decoding) and a file that is empty, not an image,
+or of another size than its ``width``/``height`` is listed.
 """
 import json
 import math
 import os.path as osp
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..engine.errors import EcaMmdetError
 
@@ -39,6 +50,13 @@ SKIP_REASONS = {
     'bad_mask': 'have a malformed mask (polygon with < 6 or an odd number '
                 'of coordinates, RLE without counts/size); mmdet ignores the '
                 'instance',
+}
+# In test mode: annotations mmdet's data set drops but pycocotools, scoring
+# the file, keeps as ground truth.
+SCORED_REASONS = {
+    'tiny_scored': 'have a box under 1 px wide or high (or area <= 0)',
+    'ignore_scored': 'are marked "ignore" without "iscrowd" (pycocotools '
+                     'only ignores crowd regions)',
 }
 # Ids named per problem in messages.
 SHOWN = 5
@@ -60,15 +78,30 @@ class CocoFileReport:
     skipped: Dict[str, List[Any]] = field(default_factory=dict)
     #: image files that do not exist (when ``img_dir`` was given)
     missing_files: List[str] = field(default_factory=list)
+    #: ids of the images holding a non-crowd annotation of the classes that
+    #: mmdet keeps (what a metric can score)
+    scored_images: Set[Any] = field(default_factory=set)
+    #: ``(image file, what is wrong)`` for image files that are empty, not
+    #: images, or not of their annotated size (with ``read_images``)
+    bad_images: List[Tuple[str, str]] = field(default_factory=list)
 
     @property
     def num_skipped(self) -> int:
         return sum(len(ids) for ids in self.skipped.values())
 
     def warnings(self) -> List[str]:
-        """One line per kind of skipped annotation."""
+        """One line per kind of skipped (or dropped but scored)
+        annotation."""
         lines = []
         for reason, ids in self.skipped.items():
+            if reason in SCORED_REASONS:
+                lines.append(
+                    f'{self.path}: {len(ids)} of {self.num_annotations} '
+                    f'annotations {SCORED_REASONS[reason]} (ids '
+                    f'{_some(ids)}): mmdet\'s data set leaves them out, but '
+                    'a CocoMetric reading this file scores them as ground '
+                    'truth')
+                continue
             lines.append(
                 f'{self.path}: skipping {len(ids)} of {self.num_annotations} '
                 f'annotations that {SKIP_REASONS[reason]} (ids {_some(ids)})')
@@ -167,13 +200,114 @@ def _mask_problem(segm: Any) -> Optional[str]:
     return None if len(usable) == len(segm) else 'bad'
 
 
+def _rle_counts(counts: str) -> Optional[List[int]]:
+    """The run lengths of a compressed COCO RLE string, or None when the
+    string is not one (a character outside '0'..'o', a number cut short, a
+    negative run)."""
+    runs: List[int] = []
+    value = shift = 0
+    for char in counts:
+        code = ord(char) - 48
+        if not 0 <= code < 64:
+            return None
+        value |= (code & 0x1f) << shift
+        shift += 5
+        if code & 0x20:
+            continue  # more 5-bit groups follow
+        if code & 0x10:
+            value -= 1 << shift  # sign-extend
+        if len(runs) > 2:
+            value += runs[-2]  # runs after the third are stored as deltas
+        if value < 0:
+            return None
+        runs.append(value)
+        value = shift = 0
+    return runs if shift == 0 else None
+
+
+def _rle_problem(segm: dict, height: Any, width: Any) -> Optional[str]:
+    """What is wrong with the RLE ``segm`` of an image of ``height`` x
+    ``width``: ``size`` must be ``[height, width]`` and the runs must cover
+    exactly ``height * width`` pixels (pycocotools decodes them without
+    checking)."""
+    size = segm['size']
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0
+            for v in size)):
+        return f'has an RLE "size" {size!r:.40} that is not [height, width]'
+    if list(size) != [height, width]:
+        return (f'has an RLE "size" {list(size)} that is not its image\'s '
+                f'[height, width] = [{height:g}, {width:g}]')
+    counts = segm['counts']
+    if isinstance(counts, str):
+        runs = _rle_counts(counts)
+        if runs is None:
+            return (f'has RLE "counts" {counts!r:.40} that do not decode as '
+                    'a compressed COCO RLE string')
+    elif all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+             for v in counts):
+        runs = counts
+    else:
+        return (f'has RLE "counts" {counts!r:.40} that are not all '
+                'non-negative integers')
+    if sum(runs) != size[0] * size[1]:
+        return (f'has RLE "counts" covering {sum(runs)} pixels, not '
+                f'height * width = {size[0] * size[1]}')
+    return None
+
+
+def _image_problem(path: str, width: Any, height: Any,
+                   exif_orientation: bool = True) -> Optional[str]:
+    """What is wrong with the image file ``path`` annotated as ``width`` x
+    ``height``: empty, not an image, or of another size (either way round
+    when its EXIF orientation turns it by 90 degrees and the loader applies
+    EXIF, ``exif_orientation``). Reads only the header, except for the rare
+    file PIL cannot identify (then OpenCV decodes it, as mmcv's loader
+    would)."""
+    try:
+        if osp.getsize(path) == 0:
+            return 'is an empty file (0 bytes)'
+    except OSError:
+        return None  # missing files are listed separately
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # pragma: no cover - Pillow comes with mmengine
+        return None
+    turned = False
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if exif_orientation and 'exif' in img.info:
+                # EXIF read from the header (getexif() may decode a PNG)
+                exif = Image.Exif()
+                exif.load(img.info['exif'])
+                turned = exif.get(0x0112) in (5, 6, 7, 8)
+    except UnidentifiedImageError:
+        import cv2
+        array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if array is None:
+            return 'is not an image file (neither PIL nor OpenCV reads it)'
+        h, w = array.shape[:2]
+    except Exception as e:  # noqa: BLE001 - a broken header
+        return f'has an unreadable header ({type(e).__name__}: {e})'
+    # turned by 90 degrees: whether the decoder applies it depends on the
+    # format and backend; the loader compares the decoded image exactly
+    if (w, h) != (width, height) and not (turned and (h, w) == (width,
+                                                                height)):
+        return (f'is {w}x{h} pixels but annotated as {width:g}x{height:g} '
+                '(width x height)')
+    return None
+
+
 def check_coco_file(path: str,
                     classes: Optional[Sequence[str]] = None,
                     with_mask: bool = False,
                     eval_mask: bool = False,
                     test_mode: bool = False,
                     filter_cfg: Optional[dict] = None,
-                    img_dir: Optional[str] = None) -> CocoFileReport:
+                    img_dir: Optional[str] = None,
+                    read_images: bool = False,
+                    exif_orientation: bool = True) -> CocoFileReport:
     """Check the COCO annotation file ``path`` as mmdet's ``CocoDataset``
     with these settings would read it.
 
@@ -186,11 +320,20 @@ def check_coco_file(path: str,
             True)``): every used annotation needs a ``segmentation``.
         eval_mask (bool): The file scores masks (``CocoMetric`` 'segm'):
             malformed masks are errors, not skips.
-        test_mode (bool): No filtering; only an empty file is an error.
+        test_mode (bool): The file is scored (a val/test set or a
+            ``CocoMetric`` ``ann_file``): no filtering; an empty file, and
+            boxes that are empty or entirely outside their image (except
+            crowd regions), are errors; tiny boxes are reported as scored.
         filter_cfg (dict, optional): The dataset's ``filter_cfg``
             (``filter_empty_gt``, ``min_size``), applied as mmdet does.
         img_dir (str, optional): Where the images are; files that do not
             exist are listed in the report.
+        read_images (bool): With ``img_dir``, also read each image file's
+            header and list the empty, unreadable and wrongly sized ones
+            (``CocoFileReport.bad_images``).
+        exif_orientation (bool): The loader applies the EXIF rotation
+            (mmcv's default ``color_type='color'``): an image turned by 90
+            degrees by it may match either way round.
 
     Returns:
         CocoFileReport: counts, skipped annotation ids, missing files.
@@ -238,6 +381,8 @@ def check_coco_file(path: str,
 
     skipped: Dict[str, List[Any]] = defaultdict(list)
     images_with_class = set()
+    scored_images = set()
+    invalid_boxes: List[Any] = []
     for ann_id, ann in annotations.items():
         image = images.get(ann['image_id'])
         if image is None:
@@ -250,18 +395,28 @@ def check_coco_file(path: str,
             skipped['other_class'].append(ann_id)
             continue
         images_with_class.add(ann['image_id'])
-        if ann.get('ignore', False):
-            skipped['ignore'].append(ann_id)
-            continue
+        # pycocotools ignores crowd regions only (it overwrites "ignore")
+        scored = test_mode and not ann.get('iscrowd', 0)
         x, y, w, h = ann['bbox']
         inter_w = max(0, min(x + w, image['width']) - max(x, 0))
         inter_h = max(0, min(y + h, image['height']) - max(y, 0))
+        if scored and (w <= 0 or h <= 0 or inter_w * inter_h == 0):
+            invalid_boxes.append(ann_id)
+            continue
+        if ann.get('ignore', False):
+            skipped['ignore_scored' if scored else 'ignore'].append(ann_id)
+            continue
+        if w <= 0 or h <= 0:
+            skipped['zero_area'].append(ann_id)
+            continue
         if inter_w * inter_h == 0:
             skipped['outside_image'].append(ann_id)
             continue
         if ann['area'] <= 0 or w < 1 or h < 1:
-            skipped['zero_area'].append(ann_id)
+            skipped['tiny_scored' if scored else 'zero_area'].append(ann_id)
             continue
+        if not ann.get('iscrowd', 0):
+            scored_images.add(ann['image_id'])
         if not (with_mask or eval_mask):
             continue
         where = f'{path}: annotations id {ann_id!r} (image {ann["image_id"]!r})'
@@ -280,6 +435,23 @@ def check_coco_file(path: str,
                 '({"size": [h, w], "counts": ...})')
         if problem:
             skipped['bad_mask'].append(ann_id)
+        elif isinstance(segm, dict):
+            rle = _rle_problem(segm, image['height'], image['width'])
+            if rle:
+                raise AnnotationError(
+                    f'{where} {rle}; mmdet and pycocotools cannot use this '
+                    'mask: fix or remove it')
+    if invalid_boxes:
+        first = annotations[invalid_boxes[0]]
+        image = images[first['image_id']]
+        raise AnnotationError(
+            f'{path}: {len(invalid_boxes)} annotations have a box that is '
+            'empty (width or height <= 0) or entirely outside its image, '
+            f'ids {_some(invalid_boxes)} (id {invalid_boxes[0]!r}: bbox '
+            f'{first["bbox"]} in image {first["image_id"]!r} of '
+            f'{image["width"]:g}x{image["height"]:g}); mmdet leaves them out '
+            'but pycocotools, scoring this file, would count them as objects '
+            'never detected: fix or remove them')
 
     filter_cfg = filter_cfg or {}
     if test_mode:
@@ -302,17 +474,24 @@ def check_coco_file(path: str,
                    ' (filter_cfg)')
         raise AnnotationError(f'{path}: the data set is empty: {why}')
 
-    missing_files = []
+    missing_files, bad_images = [], []
     if img_dir is not None:
-        missing_files = [
-            osp.join(img_dir, img['file_name']) for img in images.values()
-            if not osp.isfile(osp.join(img_dir, img['file_name']))
-        ]
-    order = list(SKIP_REASONS)
+        for img in images.values():
+            file = osp.join(img_dir, img['file_name'])
+            if not osp.isfile(file):
+                missing_files.append(file)
+            elif read_images:
+                problem = _image_problem(file, img['width'], img['height'],
+                                         exif_orientation)
+                if problem:
+                    bad_images.append((file, problem))
+    order = list(SKIP_REASONS) + list(SCORED_REASONS)
     return CocoFileReport(
         path=path,
         num_images=len(images),
         num_annotations=len(annotations),
         kept_images=kept,
         skipped={r: skipped[r] for r in order if skipped.get(r)},
-        missing_files=missing_files)
+        missing_files=missing_files,
+        scored_images=scored_images,
+        bad_images=bad_images)
