@@ -1,5 +1,6 @@
 """Unreadable images: training skips them (logged, counted), evaluation stops
 with one line naming the file."""
+import logging
 import shutil
 
 import cv2
@@ -33,7 +34,7 @@ def _image_files(tmp_path):
     ('truncated.png', 'corrupt or truncated'),
     ('truncated.jpg', 'corrupt or truncated'),
     ('garbage.jpg', 'corrupt or truncated'),
-    ('empty.png', ''),
+    ('empty.png', 'empty file (0 bytes)'),
 ])
 def test_unreadable_image_is_skipped_or_named(tmp_path, name, reason):
     _image_files(tmp_path)
@@ -41,15 +42,68 @@ def test_unreadable_image_is_skipped_or_named(tmp_path, name, reason):
     skip = SafeLoadImageFromFile(skip_unreadable=True, skip_log=str(log))
     path = str(tmp_path / name)
     assert skip.transform(dict(img_path=path)) is None
-    assert skip.transform(dict(img_path=path)) is None
+    assert skip.transform(dict(img_path=path)) is None  # listed once
     lines = log.read_text().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(path + '\t')
+    assert len(lines) == 1 and lines[0].startswith(path + '\t')
     assert reason in lines[0]
 
     stop = SafeLoadImageFromFile(skip_unreadable=False)
     with pytest.raises(ImageReadError) as info:
         stop.transform(dict(img_path=path))
     assert str(info.value).startswith(f'cannot read image {path}: ')
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_skip_count_is_of_distinct_files(tmp_path):
+    """The same broken file skipped in every epoch, by several workers
+    (loader copies sharing the log), counts once."""
+    from mmengine.logging import MMLogger
+    _image_files(tmp_path)
+    log = tmp_path / 'skipped_images.txt'
+    workers = [SafeLoadImageFromFile(skip_log=str(log)) for _ in range(2)]
+    bad = [str(tmp_path / 'garbage.jpg'), str(tmp_path / 'empty.png')]
+    logger, collect = MMLogger.get_current_instance(), _Collect()
+    logger.addHandler(collect)
+    try:
+        for _ in range(3):  # epochs
+            for worker in workers:
+                assert worker.transform(dict(img_path=bad[0])) is None
+        assert workers[1].transform(dict(img_path=bad[1])) is None
+    finally:
+        logger.removeHandler(collect)
+    listed = [ln.split('\t')[0] for ln in log.read_text().splitlines()]
+    assert listed == bad
+    assert len(collect.messages) == 7
+    assert '(1 distinct image(s) skipped in this run' in collect.messages[5]
+    assert '(2 distinct image(s) skipped in this run' in collect.messages[6]
+
+
+def test_image_of_another_size_than_annotated(tmp_path):
+    """Its boxes and masks would not fit (polygon masks silently clipped,
+    RLE masks crash): training skips it, evaluation names both sizes."""
+    _, files = _image_files(tmp_path)
+    path = str(files['png'])  # 50x40
+    results = dict(img_path=path, height=48, width=64)
+    log = tmp_path / 'skipped_images.txt'
+    skip = SafeLoadImageFromFile(skip_log=str(log))
+    assert skip.transform(dict(results)) is None
+    assert log.read_text() == (
+        f'{path}\tthe image is 50x40 pixels but its annotation says 64x48 '
+        '(width x height); its boxes and masks would not fit it\n')
+    with pytest.raises(ImageReadError) as info:
+        SafeLoadImageFromFile(skip_unreadable=False).transform(dict(results))
+    assert str(info.value).startswith(f'cannot use image {path}: the image '
+                                      'is 50x40 pixels')
+    fits = dict(results, height=40, width=50)
+    assert skip.transform(fits)['img'].shape == (40, 50, 3)
 
 
 def test_readable_images_load_as_before(tmp_path):
@@ -91,7 +145,7 @@ def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
 @pytest.fixture(scope='module')
 def broken_shapes(tmp_path_factory):
     """The tiny set with one truncated train image and one truncated val
-    image."""
+    image, and a train image of another size than annotated."""
     root = tmp_path_factory.mktemp('broken')
     data = make_dataset(root / 'shapes')
     broken = {}
@@ -99,7 +153,11 @@ def broken_shapes(tmp_path_factory):
         victim = sorted((data / split).glob('*.png'))[1]
         victim.write_bytes(victim.read_bytes()[:200])
         broken[split] = victim
-    config = write_config(root / 'tiny.py', data, max_epochs=1)
+    # a 1x1 placeholder (e.g. a failed download) where a 64x64 image was
+    resized = sorted((data / 'train').glob('*.png'))[2]
+    cv2.imwrite(str(resized), np.full((1, 1, 3), 255, np.uint8))
+    broken['resized'] = resized
+    config = write_config(root / 'tiny.py', data, max_epochs=2)
     return dict(root=root, data=data, config=config, broken=broken)
 
 
@@ -109,12 +167,18 @@ def test_training_skips_and_counts_a_truncated_image(broken_shapes):
                     cwd=broken_shapes['root'])
     assert proc.returncode == 0, explain(proc)
     victim = str(broken_shapes['broken']['train'])
+    resized = str(broken_shapes['broken']['resized'])
     out = proc.stdout + proc.stderr
     assert f'skipping training image {victim}' in out, explain(proc)
-    assert 'skipped in this run' in out
+    assert f'skipping training image {resized}: the image is 1x1 pixels but ' \
+        'its annotation says 64x64' in out
+    assert '2 distinct image(s) skipped in this run' in out
+    # two epochs, each file listed (and counted) once
     listed = (work / 'skipped_images.txt').read_text().splitlines()
-    assert listed and all(ln.startswith(victim + '\t') for ln in listed)
-    assert (work / 'epoch_1.pth').is_file()
+    assert sorted(ln.split('\t')[0] for ln in listed) == sorted(
+        [victim, resized]), listed
+    assert '3 distinct' not in out
+    assert (work / 'epoch_2.pth').is_file()
     assert victim in (next(work.glob('*/*.log'))).read_text()
 
 

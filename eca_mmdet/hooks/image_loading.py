@@ -10,8 +10,10 @@ from ..datasets.transforms import SKIP_LOG, guard_image_loading
 @HOOKS.register_module()
 class SafeImageLoadingHook(Hook):
     """Guard the image loading of the run's dataloaders with
-    :class:`~eca_mmdet.datasets.SafeLoadImageFromFile`: a missing, unreadable
-    or truncated image is skipped in training (a warning, and a line in
+    :class:`~eca_mmdet.datasets.SafeLoadImageFromFile`: a missing, empty,
+    unreadable or truncated image, or one of another size than its
+    annotation's width/height, is skipped in training (a warning with the
+    count of distinct skipped files, and one line per file in
     ``WORK_DIR/skipped_images.txt``) and stops evaluation with one message
     naming the file.
 
