@@ -35,6 +35,7 @@ $PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test" --show-dir "$WORK/te
 step "4/4 renderings of 8 val images"
 $PY tools/visualize.py "$CONFIG" "$CKPT" $(ls "$DATA"/val/*.png | head -8) \
   --out-dir "$WORK/renderings" --gt "$DATA/annotations/instances_val.json"
+$PY tools/plot_curves.py "$WORK" --labels "ECA-ResNet-18 (shapes)" --out "$WORK/curves.png"
 $PY - "$WORK" <<'PYEOF'
 import json, sys
 work = sys.argv[1]
@@ -44,5 +45,6 @@ print(f"""metrics:      {work}/test/metrics.json
 detections:   {work}/test/results.bbox.json, results.segm.json
 renderings:   {work}/renderings/ (contact_sheet.png), {work}/test/vis/
 progress GIF: {work}/progress.gif
+curves:       {work}/curves.png
 checkpoints:  {work}/epoch_*.pth""")
 PYEOF
