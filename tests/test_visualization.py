@@ -319,3 +319,70 @@ def test_render_data_samples_function(tmp_path):
     only_pred = render_data_samples([sample], META, str(tmp_path / 'out2'),
                                     draw_gt=False)
     assert np.asarray(Image.open(only_pred[0])).shape == (48, 64, 3)
+
+
+def test_show_dir_names_never_collide(tmp_path):
+    """Images sharing a file name (different folders), one named like the
+    contact sheet, one differing only in case: every rendering gets its own
+    file and the logged count is the number of files."""
+    import logging
+    from types import SimpleNamespace
+
+    from eca_mmdet.hooks.render import RenderPredictionsHook
+    paths = [tmp_path / 'a' / 'x.png', tmp_path / 'b' / 'x.png',
+             tmp_path / 'c' / 'contact_sheet.png', tmp_path / 'X.png']
+    samples = []
+    for i, path in enumerate(paths):
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(noise_image(24, 32, seed=i)).save(path)
+        sample = _sample([[2, 2, 20, 20]], [i % 4], [0.9])
+        sample.set_metainfo(dict(img_path=str(path), img_id=10 + i,
+                                 ori_shape=(24, 32)))
+        samples.append(sample)
+    out = tmp_path / 'show'
+    hook = RenderPredictionsHook(str(out), score_thr=0.5)
+    messages = []
+    logger = logging.getLogger('test_show_dir_names')
+    logger.info = messages.append
+    runner = SimpleNamespace(
+        test_dataloader=SimpleNamespace(dataset=SimpleNamespace(
+            metainfo=META)), logger=logger)
+    hook.before_test(runner)
+    hook.after_test_iter(runner, 0, outputs=samples[:2])
+    hook.after_test_iter(runner, 1, outputs=samples[2:])
+    hook.after_test_epoch(runner)
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(['x.png', 'x_id11.png', 'contact_sheet_id12.png',
+                            'X_id13.png', 'contact_sheet.png']), files
+    assert len(set(hook.written)) == len(hook.written) == 4
+    assert messages and messages[-1].startswith(
+        f'RenderPredictionsHook: 4 renderings in {out}')
+    # each file is its own image's rendering (GT-less: same size as input)
+    for path, sample in zip(hook.written, samples):
+        drawn = np.asarray(Image.open(path))
+        src = np.asarray(Image.open(sample.img_path))
+        assert drawn.shape == src.shape
+        assert (drawn[22:, :] == src[22:, :]).all()  # below the box: as is
+
+
+@pytest.mark.parametrize('thr', [-0.1, 1.5, float('nan')])
+def test_score_thresholds_outside_0_1_are_refused(tmp_path, thr):
+    from eca_mmdet.engine.errors import EcaMmdetError
+    from eca_mmdet.hooks.render import RenderPredictionsHook
+    with pytest.raises(EcaMmdetError, match=r'score_thr must be a score in '
+                       r'\[0, 1\]'):
+        RenderPredictionsHook(str(tmp_path), score_thr=thr)
+    with pytest.raises(EcaMmdetError, match=r'\[0, 1\]'):
+        DetRenderer(META, score_thr=thr)
+    for tool, args in (('tools/visualize.py',
+                        ['cfg.py', 'ckpt.pth', 'img.png', '--out-dir',
+                         tmp_path / 'out']),
+                       ('tools/progress_gif.py',
+                        ['cfg.py', tmp_path / 'work', 'img.png', '--out',
+                         tmp_path / 'x.gif'])):
+        proc = lib.run(tool, *args, '--score-thr', str(thr))
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, \
+            lib.explain(proc)
+        assert proc.stderr.strip().splitlines() == [
+            f'error: --score-thr must be a score in [0, 1], got {thr!r}'], \
+            lib.explain(proc)

@@ -182,14 +182,6 @@ def load_coco_gt(ann_file: str, classes: Sequence[str]) -> Dict[str, object]:
     return out
 
 
-def _unique_name(stem: str, used: set) -> str:
-    name, k = stem, 1
-    while name in used:
-        name, k = f'{stem}_{k}', k + 1
-    used.add(name)
-    return name
-
-
 # ----------------------------------------------------------------------------
 # tools/visualize.py
 # ----------------------------------------------------------------------------
@@ -219,8 +211,10 @@ def _visualize(args: argparse.Namespace) -> int:
     from mmengine.structures import InstanceData
     from mmengine.utils import ProgressBar
 
-    from .render import (DetRenderer, load_config, load_detector, predict,
-                         read_image, save_image, write_contact_sheet)
+    from .render import (CONTACT_SHEET, DetRenderer, check_score_thr,
+                         load_config, load_detector, predict, read_image,
+                         rendering_name, save_image, write_contact_sheet)
+    check_score_thr(args.score_thr, '--score-thr')
     cfg = load_config(args.config)
     images = expand_images(args.inputs, cfg=cfg, allow_glob=True)
     for path in images:  # fail before the model is loaded
@@ -244,12 +238,12 @@ def _visualize(args: argparse.Namespace) -> int:
                     labels=np.zeros((0, ), np.int64))
             sample.gt_instances = inst
         drawn = renderer.render(image, sample, draw_gt=gt is not None)
-        name = _unique_name(osp.splitext(osp.basename(path))[0], used)
+        name = rendering_name(path, used)
         written.append(
             save_image(drawn, osp.join(args.out_dir, f'{name}.png')))
         progress.update()
     sheet = write_contact_sheet(
-        written, osp.join(args.out_dir, 'contact_sheet.png'),
+        written, osp.join(args.out_dir, f'{CONTACT_SHEET}.png'),
         cell_size=args.cell_size)
     print(f'\n{len(written)} renderings in {args.out_dir}, contact sheet '
           f'{sheet}')
@@ -290,8 +284,9 @@ def _progress_gif(args: argparse.Namespace) -> int:
 
     from .progress import (compose_frame, epoch_checkpoints, format_caption,
                            read_val_metrics, write_gif)
-    from .render import (DetRenderer, build_detector, load_config,
-                         load_weights, predict, read_image)
+    from .render import (DetRenderer, build_detector, check_score_thr,
+                         load_config, load_weights, predict, read_image)
+    check_score_thr(args.score_thr, '--score-thr')
     if not osp.isdir(args.work_dir):
         raise VisualizationError(f'work dir not found: {args.work_dir}')
     checkpoints = epoch_checkpoints(args.work_dir)

@@ -8,7 +8,6 @@ each validation).
 import glob
 import json
 import math
-import os
 import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -16,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..engine.atomic_io import atomic_writer
 from .render import DetRenderer, VisualizationError, get_font, make_grid
 
 __all__ = [
@@ -160,8 +160,7 @@ def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
 
     All frames share one palette (computed from all of them), so colours do
     not flicker between frames; the last frame is shown ``hold_last`` times
-    as long. Written to a temp file and moved into place with
-    ``os.replace``: readers never see a half-written GIF.
+    as long. Written atomically (a temp file renamed into place).
     """
     if not frames:
         raise VisualizationError('no frames for the GIF')
@@ -187,15 +186,14 @@ def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
     duration = max(20, int(round(1000.0 / max(fps, 1e-3))))
     durations = [duration] * len(quantized)
     durations[-1] = duration * max(1, hold_last)
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    tmp = f'{out_file}.tmp{os.getpid()}.gif'
-    quantized[0].save(
-        tmp,
-        save_all=True,
-        append_images=quantized[1:],
-        duration=durations if len(durations) > 1 else durations[0],
-        loop=0,
-        disposal=1,
-        optimize=False)
-    os.replace(tmp, out_file)
+    with atomic_writer(out_file) as f:  # readers never see a partial GIF
+        quantized[0].save(
+            f,
+            format='GIF',
+            save_all=True,
+            append_images=quantized[1:],
+            duration=durations if len(durations) > 1 else durations[0],
+            loop=0,
+            disposal=1,
+            optimize=False)
     return out_file

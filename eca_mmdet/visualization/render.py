@@ -22,7 +22,6 @@ The main entry points:
 """
 import colorsys
 import math
-import os
 import os.path as osp
 import warnings
 from typing import (Dict, List, Optional, Sequence, Tuple, Union)
@@ -37,6 +36,7 @@ from mmdet.visualization import DetLocalVisualizer
 
 from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
                                 safe_torch_load, state_dict_of)
+from ..engine.atomic_io import atomic_writer
 from ..engine.errors import EcaMmdetError
 
 __all__ = [
@@ -45,7 +45,8 @@ __all__ = [
     'fixed_palette', 'load_detector', 'load_weights', 'checkpoint_mismatch',
     'predict', 'read_image', 'render_sample', 'render_data_samples',
     'make_grid', 'write_contact_sheet', 'save_image', 'get_font',
-    'rescale_instances', 'build_detector', 'load_config'
+    'rescale_instances', 'build_detector', 'load_config', 'check_score_thr',
+    'rendering_name', 'CONTACT_SHEET'
 ]
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -340,6 +341,19 @@ def _gt_in_original_frame(data_sample, instances):
     return out
 
 
+def check_score_thr(value: float, option: str = 'score_thr') -> float:
+    """``value`` as a float if it is a score threshold in [0, 1] (scores
+    are probabilities), else :class:`VisualizationError` naming ``option``."""
+    try:
+        thr = float(value)
+    except (TypeError, ValueError):
+        thr = float('nan')
+    if not 0.0 <= thr <= 1.0:  # also refuses NaN
+        raise VisualizationError(
+            f'{option} must be a score in [0, 1], got {value!r}')
+    return thr
+
+
 class DetRenderer:
     """Renders images with predictions (and GT) in stable class colours.
 
@@ -358,7 +372,7 @@ class DetRenderer:
                  mask_alpha: float = 0.5,
                  line_width: Optional[float] = None) -> None:
         self.dataset_meta = dict(dataset_meta or {})
-        self.score_thr = score_thr
+        self.score_thr = check_score_thr(score_thr)
         self.visualizer = StableColorDetVisualizer(
             name=f'eca_renderer_{id(self)}',
             mask_alpha=mask_alpha,
@@ -452,15 +466,40 @@ def render_sample(image: np.ndarray,
 
 
 def save_image(image: Union[np.ndarray, Image.Image], path: str) -> str:
-    """Write an RGB image atomically (temp file + ``os.replace``)."""
+    """Write an RGB image atomically (see
+    :func:`eca_mmdet.engine.atomic_io.atomic_writer`); the format follows
+    the extension (PNG if unknown)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    root, ext = osp.splitext(path)
-    tmp = f'{root}.tmp{os.getpid()}{ext}'
-    image.save(tmp)
-    os.replace(tmp, path)
+    ext = osp.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ext, 'PNG')
+    with atomic_writer(path) as f:
+        image.save(f, format=fmt)
     return path
+
+
+CONTACT_SHEET = 'contact_sheet'
+
+
+def rendering_name(img_path: str, used: set,
+                   img_id: Optional[object] = None) -> str:
+    """A file stem for the rendering of ``img_path`` that no earlier
+    rendering in ``used`` has (compared case-insensitively) and that is not
+    the contact sheet's: the image's own stem, else ``<stem>_id<img_id>``,
+    else ``<stem>_<n>``. The stem is added to ``used``."""
+    stem = osp.splitext(osp.basename(img_path))[0]
+
+    def taken(name: str) -> bool:
+        return name.lower() in used or name.lower() == CONTACT_SHEET
+
+    name = stem
+    if taken(name) and img_id is not None:
+        name = f'{stem}_id{img_id}'
+    base, n = name, 1
+    while taken(name):
+        name, n = f'{base}_{n}', n + 1
+    used.add(name.lower())
+    return name
 
 
 def render_data_samples(data_samples: Sequence,
@@ -468,21 +507,29 @@ def render_data_samples(data_samples: Sequence,
                         out_dir: str,
                         score_thr: float = 0.3,
                         draw_gt: bool = True,
-                        renderer: Optional[DetRenderer] = None) -> List[str]:
+                        renderer: Optional[DetRenderer] = None,
+                        used_names: Optional[set] = None) -> List[str]:
     """Render test-loop outputs into ``out_dir``: one PNG per data sample,
-    named after ``img_path`` (``<stem>.png``), GT | prediction side by side
-    when the sample carries ``gt_instances`` and ``draw_gt``.
+    GT | prediction side by side when the sample carries ``gt_instances``
+    and ``draw_gt``.
+
+    A rendering is named after its image (``<stem>.png``); an image whose
+    name is taken by an earlier one (same file name in another folder) or
+    by the contact sheet gets ``<stem>_id<img_id>.png`` (see
+    :func:`rendering_name`). Pass the same ``used_names`` set to every call
+    of one run so names stay unique across batches.
 
     This is what ``tools/test.py --show-dir DIR`` calls from
     ``after_test_iter`` (see ``RenderPredictionsHook``); call
-    :func:`write_contact_sheet` on the returned paths (or all PNGs of
-    ``out_dir``) at the end. Returns the written paths (empty outside the
-    main process: mmengine only draws on rank 0).
+    :func:`write_contact_sheet` on the returned paths at the end. Returns the
+    written paths (empty outside the main process: mmengine only draws on
+    rank 0).
     """
     from mmengine.dist import is_main_process
     if not is_main_process():
         return []
     renderer = renderer or DetRenderer(dataset_meta, score_thr)
+    used = set() if used_names is None else used_names
     written = []
     for sample in data_samples:
         img_path = sample.metainfo.get('img_path')
@@ -491,8 +538,8 @@ def render_data_samples(data_samples: Sequence,
                                      'load the image to draw on')
         image = read_image(img_path)
         drawn = renderer.render(image, sample, draw_gt=draw_gt)
-        stem = osp.splitext(osp.basename(img_path))[0]
-        written.append(save_image(drawn, osp.join(out_dir, f'{stem}.png')))
+        name = rendering_name(img_path, used, sample.metainfo.get('img_id'))
+        written.append(save_image(drawn, osp.join(out_dir, f'{name}.png')))
     return written
 
 
