@@ -6,6 +6,10 @@
 
 INPUTS: an image, a folder or a (quoted) glob. Writes DIR/vis/NAME and
 DIR/preds/NAME.json (labels, label_names, scores, bboxes, RLE masks).
+An unreadable image in a folder or glob is skipped with a ``warning:`` line
+naming it; the others are processed and the exit status is 0. Bad input
+(a single unreadable image, --batch-size < 1, a score threshold outside
+[0, 1], a checkpoint that does not fit) is one ``error:`` line, status 1.
 """
 import sys
 import warnings

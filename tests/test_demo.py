@@ -144,3 +144,106 @@ def test_demo_errors_are_one_line(case, trained, tmp_path,
     assert len(errors) == 1, lib.explain(proc)
     assert errors[0].startswith(expect), lib.explain(proc)
     assert not (tmp_path / 'out' / 'preds').exists()
+
+
+# ----------------------------------------------------------------------------
+# Bad numbers, bad weights files and unreadable images in a folder; these use
+# an untrained checkpoint of the shapes config (no training needed)
+# ----------------------------------------------------------------------------
+def _png(path, seed=0):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+        path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def untrained(tmp_path_factory):
+    """The shapes config and a checkpoint of its randomly initialised model
+    (with the classes in its meta, as tools/train.py writes them)."""
+    from eca_mmdet.visualization import build_detector
+    config = lib.SHAPES_CONFIG
+    model = build_detector(str(config))
+    ckpt = tmp_path_factory.mktemp('untrained') / 'random.pth'
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(model.dataset_meta))), ckpt)
+    return dict(config=config, checkpoint=ckpt)
+
+
+def _error_line(proc) -> str:
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, \
+        lib.explain(proc)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error')]
+    assert len(errors) == 1, lib.explain(proc)
+    return errors[0]
+
+
+@pytest.mark.parametrize('option,value,expected', [
+    ('--batch-size', '0', 'error: --batch-size must be at least 1, got 0'),
+    ('--pred-score-thr', '1.5',
+     'error: --pred-score-thr must be a score in [0, 1], got 1.5'),
+    ('--pred-score-thr', '-0.3',
+     'error: --pred-score-thr must be a score in [0, 1], got -0.3'),
+])
+def test_demo_bad_numbers_are_one_line(tmp_path, option, value, expected):
+    image = _png(tmp_path / 'img.png')
+    proc = lib.run('demo/image_demo.py', image, tmp_path / 'cfg.py',
+                   '--weights', tmp_path / 'w.pth', '--out-dir',
+                   tmp_path / 'out', '--no-progress', option, value)
+    assert _error_line(proc) == expected, lib.explain(proc)
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('content,expected', [
+    (b'', 'is empty (0 bytes)'),
+    (b'placeholder: download the weights here\n',
+     'is not a PyTorch checkpoint (a text file'),
+])
+def test_demo_empty_or_text_weights(untrained, tmp_path, content, expected):
+    weights = tmp_path / 'weights.pth'
+    weights.write_bytes(content)
+    proc = lib.run('demo/image_demo.py', _png(tmp_path / 'img.png'),
+                   untrained['config'], '--weights', weights, '--out-dir',
+                   tmp_path / 'out', '--no-progress')
+    line = _error_line(proc)
+    assert line.startswith(f'error: checkpoint {weights} {expected}'), line
+
+
+def test_demo_folder_skips_an_unreadable_image(untrained, tmp_path):
+    """The good images get their outputs; the bad one is named in a warning
+    and the run exits 0 (documented in demo/image_demo.py)."""
+    folder = tmp_path / 'images'
+    good = [_png(folder / 'a.png', 1), _png(folder / 'c.png', 2)]
+    bad = folder / 'b.png'
+    bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    out = tmp_path / 'out'
+    proc = lib.run('demo/image_demo.py', folder, untrained['config'],
+                   '--weights', untrained['checkpoint'], '--out-dir', out,
+                   '--no-progress', '--batch-size', '2')
+    assert proc.returncode == 0, lib.explain(proc)
+    warnings = [ln for ln in proc.stderr.splitlines()
+                if ln.startswith('warning:')]
+    assert warnings and all(str(bad) in ln for ln in warnings), \
+        lib.explain(proc)
+    assert not any(ln.startswith('error') for ln in proc.stderr.splitlines())
+    assert sorted(p.name for p in (out / 'vis').iterdir()) == \
+        ['a.png', 'c.png']
+    for img in good:
+        pred = json.loads((out / 'preds' / f'{img.stem}.json').read_text())
+        assert set(pred) >= {'labels', 'label_names', 'scores', 'bboxes'}
+    assert not (out / 'preds' / 'b.json').exists()
+
+
+def test_demo_refuses_images_sharing_a_name(tmp_path):
+    """mmdet names the outputs after the file name: two x.png from different
+    folders would overwrite each other."""
+    for sub in ('a', 'b'):
+        _png(tmp_path / 'imgs' / sub / 'x.png')
+    proc = lib.run('demo/image_demo.py', f'{tmp_path}/imgs/*/x.png',
+                   tmp_path / 'cfg.py', '--weights', tmp_path / 'w.pth',
+                   '--out-dir', tmp_path / 'out', '--no-progress')
+    line = _error_line(proc)
+    assert 'would write the same outputs (preds/x.json)' in line and \
+        str(tmp_path / 'imgs' / 'a' / 'x.png') in line, line

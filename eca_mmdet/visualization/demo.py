@@ -7,10 +7,17 @@ Writes ``OUT_DIR/vis/<image name>`` (renderings) and
 for instance segmentation, ``masks`` as COCO RLE with ``counts`` a str), like
 mmdet's own ``demo/image_demo.py`` with ``no_save_pred=False``, plus
 ``label_names``: the class name of each label (``dataset_meta['classes']``).
+
+An unreadable image among several (a folder or a glob) is skipped: a
+``warning:`` line names it, the other images get their outputs and the exit
+status is 0 (as training skips unreadable images); a single unreadable image,
+or none readable, is an error (status 1). Images with the same file name from
+different folders are refused (their outputs would overwrite each other).
 """
 import argparse
 import os.path as osp
-from typing import Dict, Optional, Sequence
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmengine
 from mmdet.apis import DetInferencer
@@ -19,7 +26,7 @@ from .cli import _Parser, expand_images, run_main
 from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
                                 state_dict_of)
 from .render import (StableColorDetVisualizer, VisualizationError,
-                     load_config, read_image)
+                     check_score_thr, load_config, read_image)
 
 __all__ = ['EcaDetInferencer', 'image_demo_main']
 
@@ -84,7 +91,9 @@ def demo_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog='demo/image_demo.py',
         description='Detect objects in images with a config and a '
-        'checkpoint; writes OUT_DIR/vis/NAME and OUT_DIR/preds/NAME.json.')
+        'checkpoint; writes OUT_DIR/vis/NAME and OUT_DIR/preds/NAME.json. '
+        'Unreadable images among several are skipped with a warning line '
+        '(exit status 0).')
     p.add_argument('inputs', metavar='INPUTS',
                    help='an image file, a folder of images or a glob '
                    '(quote it)')
@@ -94,18 +103,54 @@ def demo_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='cpu',
                    help='cpu, cuda or cuda:N')
     p.add_argument('--pred-score-thr', type=float, default=0.3,
-                   help='draw predictions scoring above this (the JSON has '
-                   'all of them)')
-    p.add_argument('--batch-size', type=int, default=1)
+                   help='draw predictions scoring above this, in [0, 1] '
+                   '(the JSON has all of them)')
+    p.add_argument('--batch-size', type=int, default=1, help='>= 1')
     p.add_argument('--no-progress', action='store_true',
                    help='no progress bar')
     return p
 
 
+def _readable_images(inputs: str) -> Tuple[List[str], List[str]]:
+    """The images of ``inputs`` that can be decoded. An unreadable one is
+    an error when it is the only image, else it is skipped with a
+    ``warning:`` line naming it (the good ones still get their outputs)."""
+    images = expand_images([inputs], allow_glob=True)
+    readable, problems = [], []
+    for path in images:  # before the model is built
+        try:
+            read_image(path)
+            readable.append(path)
+        except VisualizationError as e:
+            problems.append(e)
+    if not readable:
+        if len(problems) == 1:
+            raise problems[0]
+        raise VisualizationError(
+            f'none of the {len(problems)} images of {inputs} can be read, '
+            f'e.g. {problems[0]}')
+    for problem in problems:
+        print(f'warning: {problem}; skipping it', file=sys.stderr, flush=True)
+    by_stem: Dict[str, List[str]] = {}
+    for path in readable:  # mmdet writes vis/NAME and preds/STEM.json
+        stem = osp.splitext(osp.basename(path))[0]
+        by_stem.setdefault(stem, []).append(path)
+    clash = next((p for p in by_stem.values() if len(p) > 1), None)
+    if clash:
+        stem = osp.splitext(osp.basename(clash[0]))[0]
+        raise VisualizationError(
+            f'{inputs}: {len(clash)} images would write the same outputs '
+            f'(preds/{stem}.json): {", ".join(clash[:3])}; run the demo once '
+            'per folder, each with its own --out-dir')
+    return readable, [str(p) for p in problems]
+
+
 def _image_demo(args: argparse.Namespace) -> int:
-    images = expand_images([args.inputs], allow_glob=True)
-    for path in images:  # a clear error before the model is built
-        read_image(path)
+    if args.batch_size < 1:
+        raise VisualizationError(
+            f'--batch-size must be at least 1, got {args.batch_size}')
+    check_score_thr(args.pred_score_thr, '--pred-score-thr')
+    images, skipped = _readable_images(args.inputs)
     if not osp.isfile(args.weights):
         raise VisualizationError(f'checkpoint not found: {args.weights}')
     if args.device.startswith('cuda'):
@@ -127,6 +172,9 @@ def _image_demo(args: argparse.Namespace) -> int:
     print(f'{len(images)} image(s): renderings in '
           f'{osp.join(args.out_dir, "vis")}, predictions in '
           f'{osp.join(args.out_dir, "preds")}')
+    if skipped:  # again at the end, where it is seen
+        print(f'warning: skipped {len(skipped)} unreadable image(s) (no '
+              f'outputs): {"; ".join(skipped)}', file=sys.stderr, flush=True)
     return 0
 
 
