@@ -29,3 +29,8 @@ __all__ = [
     'safe_checkpoint_globals', 'safe_torch_load', 'setup_distributed',
     'stack_fixes_enabled'
 ]
+
+from .work_dir_lock import (WorkDirBusyError, lock_work_dir,  # noqa: E402
+                            unlock_work_dir)
+
+__all__ += ['WorkDirBusyError', 'lock_work_dir', 'unlock_work_dir']
