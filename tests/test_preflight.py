@@ -318,3 +318,13 @@ def test_second_evaluator_is_named_by_its_index(shapes, tmp_path):
              ann_file=str(tmp_path / 'nope.json'))])
     with pytest.raises(PreflightError, match=r'val_evaluator\.1\.ann_file'):
         preflight_check(cfg, 'train')
+
+
+def test_cfg_option_without_value_is_named(shapes, tmp_path):
+    for tool in (['train.py', shapes['config']],
+                 ['test.py', shapes['config'], tmp_path / 'e.pth']):
+        proc = run_tool([*tool, '--check', '--cfg-options',
+                         'train_cfg.max_epochs', 'model.backbone.depth=18'],
+                        cwd=tmp_path)
+        _assert_one_line_error(proc, "--cfg-options 'train_cfg.max_epochs'",
+                               'KEY=VALUE')

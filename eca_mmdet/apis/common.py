@@ -1,8 +1,11 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: argument parsing,
 config loading, runner building and the one-line error handling."""
 import argparse
+import difflib
+import inspect
 import os
 import os.path as osp
+import signal
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -12,9 +15,9 @@ from ..engine import (EcaMmdetError, cleanup_distributed, enable_stack_fixes,
                       get_launch_rank)
 
 __all__ = [
-    'CliArgumentParser', 'ConfigError', 'add_common_args', 'add_hooks',
-    'build_runner', 'load_config', 'log_data_warnings', 'resolve_work_dir',
-    'run_cli'
+    'CfgOptionsAction', 'CliArgumentParser', 'ConfigError', 'Interrupted',
+    'add_common_args', 'add_hooks', 'build_runner', 'check_loop_cfgs',
+    'load_config', 'log_data_warnings', 'resolve_work_dir', 'run_cli'
 ]
 
 DEBUG_ENV = 'ECA_MMDET_DEBUG'
@@ -22,6 +25,26 @@ DEBUG_ENV = 'ECA_MMDET_DEBUG'
 
 class ConfigError(EcaMmdetError):
     """The config file or a ``--cfg-options`` value is unusable."""
+
+
+class Interrupted(EcaMmdetError):
+    """The user stopped the tool (Ctrl-C / SIGINT); exit status 130."""
+    exit_code = 130
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` refusing an item without ``=`` in one line
+    (``DictAction`` fails on it with a ``ValueError`` traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values or ():
+            key = item.split('=', 1)[0]
+            if '=' not in item or not key:
+                raise ConfigError(
+                    f'{option_string or "--cfg-options"} {item!r}: expected '
+                    'KEY=VALUE (e.g. train_cfg.max_epochs=2; lists as '
+                    'KEY="[a,b]"; no spaces around =)')
+        super().__call__(parser, namespace, values, option_string)
 
 
 class CliArgumentParser(argparse.ArgumentParser):
@@ -38,7 +61,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         metavar='KEY=VALUE',
         help='override config entries, e.g. '
         'train_dataloader.dataset.data_root=data/shapes/ '
@@ -104,6 +127,64 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+# The arguments the Runner passes to a loop itself.
+_RUNNER_LOOP_ARGS = ('self', 'runner', 'dataloader', 'evaluator')
+# mmengine's loop for a config without ``type`` (Runner.build_*_loop).
+_DEFAULT_LOOPS = dict(val_cfg='ValLoop', test_cfg='TestLoop')
+
+
+def _loop_class(key: str, loop_cfg: dict):
+    """The loop class the Runner builds for ``cfg[key]`` (None if unknown)."""
+    from mmdet.registry import LOOPS
+    if 'type' in loop_cfg:
+        loop_type = loop_cfg['type']
+    elif key == 'train_cfg':
+        loop_type = 'EpochBasedTrainLoop' if loop_cfg.get(
+            'by_epoch', False) else 'IterBasedTrainLoop'
+    else:
+        loop_type = _DEFAULT_LOOPS[key]
+    if inspect.isclass(loop_type):
+        return loop_type
+    try:
+        return LOOPS.get(loop_type)
+    except Exception:  # noqa: BLE001 - left to the runner to report
+        return None
+
+
+def check_loop_cfgs(cfg: Config, config_path: str,
+                    keys: Sequence[str] = ('train_cfg', 'val_cfg')) -> None:
+    """Refuse a key of ``cfg.train_cfg`` / ``val_cfg`` / ``test_cfg`` that
+    the loop class does not take (e.g. ``train_cfg.max_epoch``): mmengine
+    only fails on it with a traceback once the loop is built.
+
+    Raises:
+        ConfigError: naming the key, the loop and the keys it knows.
+    """
+    for key in keys:
+        loop_cfg = cfg.get(key, None)
+        if not isinstance(loop_cfg, dict):
+            continue
+        loop_cls = _loop_class(key, loop_cfg)
+        if loop_cls is None:
+            continue
+        params = inspect.signature(loop_cls.__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue
+        known = [n for n in params if n not in _RUNNER_LOOP_ARGS]
+        extra = ['type', '_scope_']
+        if key == 'train_cfg' and 'type' not in loop_cfg:
+            extra.append('by_epoch')
+        unknown = [k for k in loop_cfg if k not in known and k not in extra]
+        if not unknown:
+            continue
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f'did you mean {key}.{close[0]}? ' if close else ''
+        raise ConfigError(
+            f'{key}.{unknown[0]} (from {config_path} or --cfg-options) is not '
+            f'an argument of {loop_cls.__name__}; {hint}its keys are: '
+            f'{", ".join(known)}')
+
+
 def add_hooks(cfg: Config, types: Sequence[str]) -> None:
     """Append a default ``dict(type=T)`` to ``cfg.custom_hooks`` for each
     of ``types`` the config does not list yet."""
@@ -166,19 +247,26 @@ def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
     """Parse ``argv``, turn on the stack fixes
     (:func:`~eca_mmdet.engine.enable_stack_fixes`), run ``main(args)`` and
     turn our errors into ``error: <message>`` on stderr (printed by rank 0
-    only) and status 1."""
-    args = parser.parse_args(argv)
-    enable_stack_fixes()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    only) and status 1 (130 for Ctrl-C, :class:`Interrupted`)."""
+    launcher = 'pytorch'  # until parsed: any launcher's rank variables
     try:
+        args = parser.parse_args(argv)
+        launcher = args.launcher
+        enable_stack_fixes()
+        if 'LOCAL_RANK' not in os.environ:
+            os.environ['LOCAL_RANK'] = str(args.local_rank)
         return main(args) or 0
-    except EcaMmdetError as e:
-        if os.environ.get(DEBUG_ENV):
+    except (EcaMmdetError, KeyboardInterrupt) as e:
+        if isinstance(e, KeyboardInterrupt):
+            e = Interrupted('interrupted (SIGINT)')
+        if isinstance(e, Interrupted):
+            # a second Ctrl-C while stopping ends the process at once
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        elif os.environ.get(DEBUG_ENV):
             raise
-        if get_launch_rank(args.launcher) == 0:
+        if get_launch_rank(launcher) == 0:
             print(f'error: {_user_message(e)}', file=sys.stderr, flush=True)
-        return 1
+        return getattr(e, 'exit_code', 1)
     finally:
         cleanup_distributed()
 

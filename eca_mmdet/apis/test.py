@@ -25,14 +25,16 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from ..engine import get_launch_rank, preflight_check, setup_distributed
+from ..engine import (CheckpointMismatchError, checkpoint_mismatch,
+                      get_launch_rank, preflight_check, safe_torch_load,
+                      setup_distributed, state_dict_of)
 from .common import (CliArgumentParser, ConfigError, add_common_args,
-                     add_hooks, build_runner, load_config, log_data_warnings,
-                     resolve_work_dir, run_cli)
+                     add_hooks, build_runner, check_loop_cfgs, load_config,
+                     log_data_warnings, resolve_work_dir, run_cli)
 
 __all__ = [
-    'build_parser', 'build_test_config', 'configure_coco_metrics', 'main',
-    'write_metrics'
+    'build_parser', 'build_test_config', 'check_checkpoint_fits',
+    'configure_coco_metrics', 'main', 'write_metrics'
 ]
 
 METRICS_FILE = 'metrics.json'
@@ -123,6 +125,7 @@ def build_test_config(args: argparse.Namespace) -> Config:
     work_dir = resolve_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    check_loop_cfgs(cfg, args.config, keys=('test_cfg', ))
     configure_coco_metrics(cfg, work_dir)
     if getattr(args, 'out', None) is not None:
         _add_dump_results(cfg, args.out)
@@ -152,6 +155,29 @@ def write_metrics(metrics: Dict[str, Any], path: str) -> str:
     return path
 
 
+def check_checkpoint_fits(model, checkpoint: str, config: str) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model`` exactly.
+
+    mmengine loads the checkpoint to test non-strictly: the weights of
+    another model (another depth or ECA kernel size) would be partly left
+    random, and the test would write a real-looking ``metrics.json`` of a
+    mAP near 0.
+
+    Raises:
+        CheckpointMismatchError: naming the checkpoint, the config and the
+            first mismatched keys and shapes.
+    """
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    state = state_dict_of(safe_torch_load(checkpoint, map_location='cpu'))
+    problem = checkpoint_mismatch(model, state)
+    if problem:
+        raise CheckpointMismatchError(
+            f'checkpoint {checkpoint} does not fit the model of {config}: '
+            f'{problem}; test it with the config it was trained with')
+
+
 def _test(args: argparse.Namespace) -> int:
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     setup_cache_size_limit_of_dynamo()
@@ -169,6 +195,7 @@ def _test(args: argparse.Namespace) -> int:
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
     log_data_warnings(data_warnings, runner)
+    check_checkpoint_fits(runner.model, args.checkpoint, args.config)
     metrics = runner.test()
     if runner.rank == 0:
         if not metrics:

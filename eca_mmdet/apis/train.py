@@ -7,20 +7,29 @@ with ``weights_only=True`` (``--resume`` works under torch >= 2.6), and
 reports bad input in one line with exit status 1.
 """
 import argparse
+import contextlib
 import glob
 import os.path as osp
-from typing import Optional, Sequence
+import signal
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ..engine import EcaMmdetError, preflight_check, setup_distributed
-from .common import (CliArgumentParser, ConfigError, add_common_args,
-                     add_hooks, build_runner, load_config, log_data_warnings,
+from ..engine import (CheckpointMismatchError, EcaMmdetError,
+                      checkpoint_mismatch, lock_work_dir, preflight_check,
+                      safe_torch_load, setup_distributed, state_dict_of)
+from .common import (CliArgumentParser, ConfigError, Interrupted,
+                     add_common_args, add_hooks, build_runner,
+                     check_loop_cfgs, load_config, log_data_warnings,
                      resolve_work_dir, run_cli)
 
-__all__ = ['SAFETY_HOOKS', 'build_parser', 'build_train_config', 'main']
+__all__ = [
+    'SAFETY_HOOKS', 'StopOnSigintHook', 'build_parser', 'build_train_config',
+    'check_resume_fits', 'last_checkpoint', 'main'
+]
 
 # Added to every run whose config does not list them (the project's configs
 # do, so mmdet's own tools/train.py keeps them too).
@@ -88,6 +97,7 @@ def build_train_config(args: argparse.Namespace) -> Config:
                 '--cfg-options auto_scale_lr.base_batch_size=N')
         scale['enable'] = True
 
+    check_loop_cfgs(cfg, args.config)
     add_hooks(cfg, SAFETY_HOOKS)
     if args.lr_scale is not None:
         if not args.lr_scale > 0:
@@ -123,6 +133,166 @@ def _note_work_dir(cfg: Config, rank: int) -> None:
             logger='current', level=30)
 
 
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` would continue from (what
+    ``WORK_DIR/last_checkpoint`` names, as mmengine reads it), if it
+    exists."""
+    from mmengine.runner import find_latest_checkpoint
+    path = find_latest_checkpoint(work_dir)
+    return path if path and osp.isfile(path) else None
+
+
+# Optimizer states of torch's optimizers that have the shape of their
+# parameter (the "step" counters and ASGD's eta/mu are scalars).
+_ELEMENTWISE_STATES = ('momentum_buffer', 'exp_avg', 'exp_avg_sq',
+                       'max_exp_avg_sq', 'exp_inf', 'square_avg', 'grad_avg',
+                       'acc_delta', 'sum', 'prev', 'step_size', 'ax')
+
+
+def _optimizer_mismatch(optimizer: torch.optim.Optimizer, saved: dict,
+                        names: Dict[int, str], limit: int = 3
+                        ) -> Optional[str]:
+    """``None`` if the saved optimizer state fits ``optimizer``'s
+    parameters, else what does not: group or parameter counts, or states of
+    another shape than their parameter (which torch does not check when
+    loading, and which a fused kernel would read and write out of bounds)."""
+    groups = optimizer.param_groups
+    saved_groups = saved.get('param_groups', [])
+    if len(groups) != len(saved_groups):
+        return (f'{len(saved_groups)} parameter group(s) in the checkpoint vs '
+                f'{len(groups)} in the optimizer')
+    states = saved.get('state', {})
+    wrong = []
+    for i, (group, saved_group) in enumerate(zip(groups, saved_groups)):
+        if len(group['params']) != len(saved_group['params']):
+            return (f'parameter group {i}: {len(saved_group["params"])} '
+                    f'parameters in the checkpoint vs {len(group["params"])}'
+                    ' in the optimizer')
+        for param, index in zip(group['params'], saved_group['params']):
+            for key, value in states.get(index, {}).items():
+                if (key in _ELEMENTWISE_STATES and torch.is_tensor(value)
+                        and value.shape != param.shape):
+                    wrong.append(f'{names.get(id(param), "?")} {key}: '
+                                 f'checkpoint {tuple(value.shape)} vs model '
+                                 f'{tuple(param.shape)}')
+                    break
+    if not wrong:
+        return None
+    more = f' (+{len(wrong) - limit} more)' if len(wrong) > limit else ''
+    return (f'optimizer state shape mismatch {len(wrong)}: ' +
+            '; '.join(wrong[:limit]) + more)
+
+
+def check_resume_fits(runner, cfg: Config) -> Optional[str]:
+    """Refuse a ``--resume`` whose checkpoint does not fit the model or its
+    optimizer, before training starts.
+
+    mmengine resumes non-strictly: weights of another shape are left at
+    their initial values (only a warning in the log) and the optimizer state
+    is loaded without any shape check, so the run trains a half-random model
+    on and, with a fused optimizer (``fused=True``), the native kernel
+    corrupts the heap ("double free or corruption"). Builds the runner's
+    optim wrapper early (``runner.train()`` keeps a built one).
+
+    Returns:
+        str or None: The checkpoint resumed from (None: no resume, or an
+        auto-resume without checkpoint).
+
+    Raises:
+        CheckpointMismatchError: naming the checkpoint and the first
+            mismatched keys and shapes.
+    """
+    if not cfg.get('resume', False):
+        return None
+    path = cfg.get('load_from', None) or last_checkpoint(cfg.work_dir)
+    if path is None:
+        return None
+    checkpoint = safe_torch_load(path, map_location='cpu')
+    from mmengine.model import is_model_wrapper
+    model = runner.model.module if is_model_wrapper(runner.model) else \
+        runner.model
+    fix = ('resume with the config it was trained with, or start a new '
+           'work dir (load_from=CHECKPOINT without --resume loads the '
+           'fitting weights only)')
+    problem = checkpoint_mismatch(model, state_dict_of(checkpoint))
+    if problem:
+        raise CheckpointMismatchError(
+            f'--resume: checkpoint {path} does not fit the model of '
+            f'{cfg.filename or "the config"}: {problem}; {fix}')
+    saved = checkpoint.get('optimizer') if isinstance(checkpoint, dict) \
+        else None
+    if not saved:
+        return path
+    from mmengine.optim import OptimWrapper
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    if isinstance(runner.optim_wrapper, OptimWrapper):
+        wrappers = {'': (runner.optim_wrapper, saved)}
+    else:  # OptimWrapperDict: one saved state per name
+        wrappers = {f'{name}: ': (w, saved.get(name, {}))
+                    for name, w in runner.optim_wrapper.items()}
+    for label, (wrapper, state) in wrappers.items():
+        problem = _optimizer_mismatch(wrapper.optimizer, state, names)
+        if problem:
+            raise CheckpointMismatchError(
+                f'--resume: the optimizer state in {path} does not fit the '
+                f'optimizer of {cfg.filename or "the config"}: {label}'
+                f'{problem}; {fix}')
+    return path
+
+
+def _interrupted(runner, cfg: Config) -> Interrupted:
+    """The one line after Ctrl-C: where training stopped, and the last
+    complete checkpoint (writes are atomic: never a truncated one)."""
+    where = f'in epoch {runner.epoch + 1}'
+    path = last_checkpoint(cfg.work_dir)
+    if path is None:
+        return Interrupted(
+            f'training interrupted (SIGINT) {where}; no checkpoint was '
+            f'written yet in {cfg.work_dir}: train again from the start')
+    return Interrupted(
+        f'training interrupted (SIGINT) {where}; the last complete '
+        f'checkpoint is {path}: continue with tools/train.py '
+        f'{cfg.filename or "CONFIG"} --work-dir {cfg.work_dir} --resume')
+
+
+class StopOnSigintHook(Hook):
+    """Turn the first Ctrl-C (SIGINT) into a clean stop at the end of the
+    current iteration, with :class:`Interrupted` naming the last complete
+    checkpoint; a second Ctrl-C stops at once (``KeyboardInterrupt``).
+
+    A ``KeyboardInterrupt`` raised at any bytecode could land in code that
+    swallows or rewraps it (mmengine's config formatting during a checkpoint
+    save turns it into a ``SyntaxError`` traceback); deferring it to a hook
+    lets the iteration, and any checkpoint save, finish. Installed by
+    :meth:`watch` around ``runner.train()`` (main thread only).
+    """
+    priority = 'LOWEST'  # after the checkpoint hook of the same iteration
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.requested = False
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Handle SIGINT as above inside the ``with`` block."""
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _check(self, runner, *args, **kwargs) -> None:
+        if self.requested:
+            raise _interrupted(runner, self.cfg)
+
+    before_train = after_train_iter = after_val_iter = _check
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..engine import get_launch_rank
     from mmdet.utils import setup_cache_size_limit_of_dynamo
@@ -133,16 +303,28 @@ def _train(args: argparse.Namespace) -> int:
     preflight_check(cfg, mode='train',
                     warnings=data_warnings,
                     read_annotations=get_launch_rank(args.launcher) == 0)
+    rank = get_launch_rank(args.launcher)
     if args.check:
+        if rank == 0:
+            lock_work_dir(cfg.work_dir, hold=False)
         log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to train (work dir '
               f'{cfg.work_dir})')
         return 0
-    _note_work_dir(cfg, get_launch_rank(args.launcher))
+    if rank == 0:  # held until the process ends
+        lock_work_dir(cfg.work_dir)
+    _note_work_dir(cfg, rank)
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
     log_data_warnings(data_warnings, runner)
-    runner.train()
+    check_resume_fits(runner, cfg)
+    stop = StopOnSigintHook(cfg)
+    runner.register_hook(stop)
+    try:
+        with stop.watch():
+            runner.train()
+    except KeyboardInterrupt:  # a second Ctrl-C
+        raise _interrupted(runner, cfg) from None
     return 0
 
 
