@@ -13,6 +13,7 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 from ..engine import (EcaMmdetError, cleanup_distributed, enable_stack_fixes,
                       get_launch_rank)
+from ..engine.errors import first_line
 
 __all__ = [
     'CfgOptionsAction', 'CliArgumentParser', 'ConfigError', 'Interrupted',
@@ -84,11 +85,6 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help=argparse.SUPPRESS)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _user_message(error: BaseException) -> str:
     """The message of one of our errors; one raised in a dataloader worker
     reaches the main process as 'Caught X in DataLoader worker ... Original
@@ -114,7 +110,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         if os.environ.get(DEBUG_ENV):
             raise
         raise ConfigError(f'cannot load config {path}: {type(e).__name__}: '
-                          f'{_first_line(e)}') from None
+                          f'{first_line(e)}') from None
     if cfg_options:
         try:
             cfg.merge_from_dict(cfg_options)
@@ -123,7 +119,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
                 raise
             raise ConfigError(
                 f'cannot apply --cfg-options {cfg_options} to {path}: '
-                f'{type(e).__name__}: {_first_line(e)}') from None
+                f'{type(e).__name__}: {first_line(e)}') from None
     return cfg
 
 
@@ -226,7 +222,7 @@ def build_runner(cfg: Config, config_path: str):
             raise
         raise ConfigError(
             f'cannot build the runner from {config_path}: '
-            f'{type(e).__name__}: {_first_line(e)} (set {DEBUG_ENV}=1 for '
+            f'{type(e).__name__}: {first_line(e)} (set {DEBUG_ENV}=1 for '
             'the traceback)') from None
 
 

@@ -19,15 +19,14 @@ table.
 import argparse
 import json
 import math
-import os
 import os.path as osp
 from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from ..engine import (CheckpointMismatchError, checkpoint_mismatch,
-                      get_launch_rank, preflight_check, safe_torch_load,
-                      setup_distributed, state_dict_of)
+from ..engine import (CheckpointMismatchError, atomic_write,
+                      checkpoint_mismatch, get_launch_rank, preflight_check,
+                      safe_torch_load, setup_distributed, state_dict_of)
 from .common import (CliArgumentParser, ConfigError, add_common_args,
                      add_hooks, build_runner, check_loop_cfgs, load_config,
                      log_data_warnings, resolve_work_dir, run_cli)
@@ -146,12 +145,7 @@ def _json_value(value: Any) -> Any:
 def write_metrics(metrics: Dict[str, Any], path: str) -> str:
     """Write ``metrics`` as a flat JSON object (atomically) to ``path``."""
     flat = {str(k): _json_value(v) for k, v in metrics.items()}
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(flat, f, indent=2, sort_keys=True)
-        f.write('\n')
-    os.replace(tmp, path)
+    atomic_write(json.dumps(flat, indent=2, sort_keys=True) + '\n', path)
     return path
 
 

@@ -4,7 +4,7 @@ already uses ECAResNet's (mmdet ResNet's) key names."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from torch import Tensor
@@ -47,8 +47,6 @@ class Structure:
     stage_out: Tuple[int, ...]
     # per stage, per block: (conv1 out, conv2 out)
     block_widths: Tuple[Tuple[Tuple[int, int], ...], ...]
-    has_num_batches_tracked: bool = False
-    unused: List[str] = field(default_factory=list)
 
     @property
     def base_channels(self) -> int:
@@ -211,8 +209,7 @@ def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = No
     return Structure(
         bottleneck=bottleneck, stage_blocks=tuple(blocks_per_stage), deep_stem=deep,
         stem_widths=tuple(widths), in_channels=in_ch, avg_down=avg_downs.pop(),
-        eca_k_size=tuple(ks), stage_out=tuple(outs), block_widths=tuple(all_widths),
-        has_num_batches_tracked=any(k.endswith('.num_batches_tracked') for k in sd))
+        eca_k_size=tuple(ks), stage_out=tuple(outs), block_widths=tuple(all_widths))
 
 
 def generic_cfg(st: Structure, src: str) -> dict:

@@ -24,7 +24,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from torch import distributed as torch_dist
 
-from .errors import EcaMmdetError
+from .errors import EcaMmdetError, first_line
 
 __all__ = [
     'CPUDistributedDataParallel', 'DistSetupError', 'cleanup_distributed',
@@ -184,7 +184,7 @@ def setup_distributed(cfg: Config, launcher: str) -> Config:
                 f'{os.environ.get("MASTER_ADDR")}:'
                 f'{os.environ.get("MASTER_PORT")} (rank '
                 f'{os.environ.get("RANK")} of {os.environ.get("WORLD_SIZE")})'
-                f': {str(e).strip().splitlines()[0] if str(e).strip() else e}'
+                f': {first_line(e)}'
             ) from None
     return cfg
 

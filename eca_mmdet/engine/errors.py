@@ -1,4 +1,7 @@
-"""The base class of the errors our command-line tools report in one line."""
+"""The base class of the errors our command-line tools report in one line,
+and :func:`first_line`, how they quote an underlying exception."""
+
+__all__ = ['EcaMmdetError', 'first_line']
 
 
 class EcaMmdetError(Exception):
@@ -8,3 +11,10 @@ class EcaMmdetError(Exception):
     with status 1 instead of showing a traceback, so the message must say what
     is wrong, which file or option is at fault and how to fix it.
     """
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``str(error)`` (the class name if it is empty), to
+    quote an exception from the stack inside a one-line message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

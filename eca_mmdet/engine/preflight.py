@@ -26,16 +26,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .checkpoint import torchvision_importable
+from .checkpoint import checkpoint_file_problem, torchvision_importable
 from .errors import EcaMmdetError
 
 __all__ = ['PreflightError', 'preflight_check', 'iter_datasets',
            'iter_pretrained']
-
-# Checkpoint prefixes that are not local files (handled by mmengine loaders).
-REMOTE_PREFIXES = ('http://', 'https://', 'open-mmlab://', 'openmmlab://',
-                   'mmcls://', 'pavi://', 's3://', 'torchvision://',
-                   'modelzoo://')
 
 
 class PreflightError(EcaMmdetError):
@@ -403,6 +398,9 @@ def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
     if not osp.isfile(expanded):
         raise PreflightError(f'{what} not found: {_shown(expanded)}; '
                              f'{option}')
+    problem = checkpoint_file_problem(expanded)
+    if problem:
+        raise PreflightError(f'{what} {_shown(expanded)} {problem}')
 
 
 def _check_pretrained(cfg: Config) -> None:
@@ -425,6 +423,10 @@ def _check_pretrained(cfg: Config) -> None:
                 f'create it with `python tools/convert_weights.py SRC '
                 f'{ckpt}` from the official weights, or pass --cfg-options '
                 f'{key}=PATH (or {init_key}=None to train from scratch)')
+        problem = checkpoint_file_problem(path)
+        if problem:
+            raise PreflightError(
+                f'pretrained checkpoint {_shown(path)} ({key}) {problem}')
 
 
 def _sub_keys(node: Any, built: dict, key: str = 'model') -> List[str]:
