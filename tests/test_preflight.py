@@ -140,6 +140,33 @@ def test_missing_checkpoints_to_test_resume_or_load(shapes, tmp_path):
         preflight_check(_load(shapes, load_from=missing), 'train')
 
 
+
+def test_unloadable_checkpoint_files_stop_at_start(shapes, tmp_path):
+    """An empty or text file given as a checkpoint (to test, resume, load
+    or as pretrained weights) stops before anything is built, saying what
+    is wrong with it."""
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    text = tmp_path / 'notes.pth'
+    text.write_text('these are not weights\n')
+    with pytest.raises(PreflightError,
+                       match=r'checkpoint to test .*empty\.pth is empty '
+                       r'\(0 bytes\)'):
+        preflight_check(_load(shapes), 'test', checkpoint=str(empty))
+    with pytest.raises(PreflightError, match=r'notes\.pth is not a'):
+        preflight_check(_load(shapes, resume=True, load_from=str(text)),
+                        'train')
+    with pytest.raises(PreflightError, match=r'\(load_from\) .*empty\.pth is '):
+        preflight_check(_load(shapes, load_from=str(empty)), 'train')
+    cfg = _load(shapes)
+    cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                       checkpoint=str(text))
+    with pytest.raises(PreflightError,
+                       match=r'pretrained checkpoint .*notes\.pth '
+                       r'\(model\.backbone\.init_cfg\.checkpoint\) is not a'):
+        preflight_check(cfg, 'train')
+
+
 # --- the tools: one line, exit 1 -------------------------------------------
 
 def test_train_tool_missing_data_root(shapes, tmp_path):
