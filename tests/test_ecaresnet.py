@@ -449,3 +449,84 @@ def test_fused_eca_under_autocast(grad):
     assert out.dtype == torch.bfloat16
     err = (out.float() - reference).abs().max() / reference.abs().max()
     assert err < 0.05, err
+
+
+def _random_stats_backbone(fused=True, **kwargs):
+    """An ECAResNet with non-trivial BatchNorm statistics and affines."""
+    torch.manual_seed(0)
+    model = ECAResNet(eca_fused=fused, zero_init_residual=False, **kwargs)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(depth=50),  # frozen BN: norm3 + ECA + add fused in eager mode
+    dict(depth=18),
+    dict(depth=50, norm_cfg=dict(type='GN', num_groups=8)),
+])
+def test_traced_default_backbone_runs_on_other_shapes(kwargs):
+    """torch.jit.trace at one shape gives the paper's outputs at others
+    (batch and image size): no sizes frozen into the trace."""
+    kwargs = dict(kwargs, base_channels=16, stem_channels=16)
+    fused = _random_stats_backbone(**kwargs)
+    paper = _random_stats_backbone(fused=False, **kwargs)
+    paper.load_state_dict(fused.state_dict())
+    with torch.no_grad():
+        traced = torch.jit.trace(fused, torch.randn(1, 3, 64, 96),
+                                 check_trace=False)
+        for size in [(2, 3, 96, 160), (3, 3, 72, 50)]:
+            x = torch.randn(*size)
+            for a, b in zip(traced(x), paper(x)):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_default_backbone_inference_and_training():
+    """torch.compile (dynamo with AOTAutograd, one graph: no breaks) of the
+    default backbone: inference equals eager; in detection training (frozen
+    BN with trainable affines) the loss and every gradient equal eager's."""
+    model = _random_stats_backbone(depth=18, base_channels=16,
+                                   stem_channels=16)
+    x = torch.randn(2, 3, 64, 64)
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    with torch.no_grad():
+        for a, b in zip(compiled(x), model(x)):
+            torch.testing.assert_close(a, b)
+    model = _random_stats_backbone(depth=26, base_channels=16,
+                                   stem_channels=16, norm_eval=True).train()
+    assert model.layer1[0]._frozen_norm3_affine() is not None
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    results = []
+    for run in (compiled, model):
+        loss = sum(o.square().mean() for o in run(x))
+        results.append((loss, *torch.autograd.grad(
+            loss, list(model.parameters()))))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_fused_eca_backward_under_autocast_with_batch_statistics():
+    """The gate-in-the-add op (train-mode BN, GN, basic blocks) under
+    autocast: its backward, run outside autocast, recomputes the gate in the
+    dtype the forward's conv ran in; the gradient points where float32's
+    does (train-mode BN on 2 small images magnifies bfloat16 rounding in
+    single weights)."""
+    torch.manual_seed(0)
+    model = ECAResNet(depth=18, base_channels=16, stem_channels=16,
+                      zero_init_residual=False).train()
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for autocast in (True, False):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+            out = model(x)[-1]
+        loss = out.float().square().mean()
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for (name, p), a in zip(model.named_parameters(), grads[0]):
+        assert a.dtype == p.dtype and torch.isfinite(a).all(), name
+    flat = [torch.cat([g.flatten() for g in gs]) for gs in grads]
+    assert torch.cosine_similarity(*flat, dim=0) > 0.99

@@ -69,6 +69,8 @@ class ECALayer(nn.Module):
 
     def gate(self, x: Tensor) -> Tensor:
         """The per-channel attention weights of ``x``, shaped (N, C, 1, 1)."""
+        if graph_capture():
+            return _plain_gate(x.mean((2, 3)), self.conv.weight)
         return _gate(x.mean((2, 3)), self.conv.weight)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,7 +84,8 @@ class ECALayer(nn.Module):
         Fused (default): the gate is folded into the add, and when gradients
         are needed a custom backward (:class:`_ECAResidual`) makes one pass
         for the gate's gradient and one for ``x``'s instead of autograd's
-        five.
+        five. Under :func:`graph_capture` (tracing, export, compile):
+        plain ops, ``addcmul`` of the gate.
 
         Args:
             x (Tensor): The residual branch, (N, C, H, W).
@@ -93,6 +96,9 @@ class ECALayer(nn.Module):
         if not self.fused:
             return identity + eca_reference(x, self.conv.weight)
         weight = self.conv.weight
+        if graph_capture():
+            return _add_scaled(identity, x, _plain_gate(x.mean((2, 3)),
+                                                        weight, x.dtype))
         if torch.is_grad_enabled() and any(
                 t.requires_grad for t in (x, identity, weight)):
             return _ECAResidual.apply(x, identity, weight)
@@ -108,7 +114,8 @@ class ECALayer(nn.Module):
         The gate is folded into the affine map (``y * (scale * gate) +
         shift * gate``), so the norm, ECA and the add are one op whose
         backward (:class:`_ScaleShiftResidual`) costs what the norm's own
-        backward does.
+        backward does. Under :func:`graph_capture`: the affine map as a
+        BatchNorm op, then :meth:`forward_pooled_residual`.
 
         Args:
             y (Tensor): The residual branch before the affine map, (N, C, H, W).
@@ -122,6 +129,11 @@ class ECALayer(nn.Module):
             c = scale.numel()
             x = y * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
             return identity + eca_reference(x, self.conv.weight)
+        if graph_capture():
+            z = F.batch_norm(y, torch.zeros_like(scale),
+                             torch.ones_like(scale), scale, shift, False,
+                             0.0, 0.0)
+            return self.forward_pooled_residual(z, identity, pooled)
         gate = _gate(pooled, self.conv.weight)
         c = gate.shape[1]
         gate_scale = (scale.view(1, c, 1, 1) * gate).to(y.dtype)
@@ -133,8 +145,49 @@ class ECALayer(nn.Module):
         return _scale_shift(y, gate_scale, gate_shift,
                             inplace=inplace).add_(identity)
 
+    def forward_pooled_residual(self, x: Tensor, identity: Tensor,
+                                pooled: Tensor) -> Tensor:
+        """``identity + x * gate`` with the gate of ``pooled``
+        (``x.mean((2, 3))``, computed by the caller, e.g. from a cheaper
+        tensor), in plain tensor ops: the form for graph capture."""
+        return _add_scaled(identity, x,
+                           _plain_gate(pooled, self.conv.weight, x.dtype))
+
     def extra_repr(self) -> str:
         return f'k_size={self.k_size}, fused={self.fused}'
+
+
+def graph_capture() -> bool:
+    """Whether the model is being captured as a graph: ``torch.jit.trace``,
+    ONNX export (either exporter), ``torch.compile`` or ``torch.export``.
+
+    Then the fused ECA runs as plain tensor ops: custom autograd Functions
+    and ``aten::_unsafe_view`` do not export, and sizes read as Python ints
+    would be frozen into a trace. The plain form costs no more than the
+    paper's (``x * gate + identity``) and pools a quarter of the channels
+    where norm3 is a frozen BatchNorm. (The TorchScript-based ONNX exporter
+    traces; the dynamo-based one runs ``torch.export``, which counts as
+    compiling. ``torch.onnx.is_in_onnx_export`` costs 10x more per call.)
+    """
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def _plain_gate(pooled: Tensor, weight: Tensor,
+                dtype: Optional[torch.dtype] = None) -> Tensor:
+    """:func:`_gate` without sizes taken as Python ints (for tracing and
+    export): (N, C) -> (N, C, 1, 1), in ``dtype`` if given."""
+    k = weight.shape[-1]
+    y = F.conv1d(pooled.unsqueeze(1), weight, padding=k // 2)
+    gate = torch.sigmoid(y).squeeze(1).unsqueeze(-1).unsqueeze(-1)
+    return gate if dtype in (None, gate.dtype) else gate.to(dtype)
+
+
+def _add_scaled(identity: Tensor, x: Tensor, gate: Tensor) -> Tensor:
+    """``identity + x * gate`` for a captured graph: one ``addcmul``, but
+    ``Mul`` and ``Add`` in ONNX (whose ``addcmul`` adds a ``Mul`` by 1)."""
+    if not torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export():
+        return identity + x * gate
+    return torch.addcmul(identity, x, gate)
 
 
 def _gate(pooled: Tensor, weight: Tensor) -> Tensor:
@@ -177,12 +230,16 @@ class _ECAResidual(torch.autograd.Function):
             dgate = torch.einsum('nchw,nchw->nc', grad, x)
             with torch.enable_grad():
                 p = pooled.detach().requires_grad_(need_x)
-                wt = weight.detach().requires_grad_(need_weight)
+                # in the dtype autocast ran the forward's conv in (backward
+                # runs outside autocast)
+                wt = weight.detach().to(pooled.dtype).requires_grad_(
+                    need_weight)
                 inputs = [t for t in (p, wt) if t.requires_grad]
                 grads = list(torch.autograd.grad(
                     _gate(p, wt).view(n, c), inputs, dgate))
             dpooled = grads.pop(0) if need_x else None
-            grad_weight = grads.pop(0) if need_weight else None
+            grad_weight = grads.pop(0).to(weight.dtype) if need_weight \
+                else None
         if need_x:
             grad_x = torch.addcmul(dpooled.view(n, c, 1, 1) / (h * w), grad,
                                    gate)

@@ -12,7 +12,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .eca import ECALayer, adaptive_kernel_size, check_kernel_size
+from .eca import (ECALayer, adaptive_kernel_size, check_kernel_size,
+                  graph_capture)
 
 KSize = Union[None, int, Sequence[int]]
 
@@ -100,11 +101,18 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
             # norm3, ECA and the add as one op; ECA pools conv3's input
             scale, shift = affine
             pooled = F.linear(out.mean((2, 3)), self.conv3.weight.flatten(1))
+            pooled = pooled * scale + shift
+            if graph_capture():
+                # plain ops; norm3 as a module, which exporters and
+                # compilers fold into conv3 as they do for ResNet
+                out = self.norm3(self.conv3(out))
+                identity = x if self.downsample is None else \
+                    self.downsample(x)
+                return self.eca.forward_pooled_residual(out, identity, pooled)
             out = self.conv3(out)
             identity = x if self.downsample is None else self.downsample(x)
             return self.eca.forward_affine_residual(
-                out, identity, scale, shift, pooled * scale + shift,
-                inplace=True)
+                out, identity, scale, shift, pooled, inplace=True)
         out = self.norm3(self.conv3(out))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
