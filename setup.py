@@ -52,7 +52,13 @@ setup(
         'Pillow',
         'safetensors',
     ],
-    extras_require={'tests': ['pytest']},
+    # onnx: tools/export_onnx.py (ONNX export checked in onnxruntime); the
+    # tests use it too. numpy<2 above keeps onnx's ml_dtypes at a numpy 1
+    # release (the newest ml_dtypes needs numpy 2).
+    extras_require={
+        'onnx': ['onnx', 'onnxruntime'],
+        'tests': ['pytest', 'onnx', 'onnxruntime'],
+    },
     license='Apache-2.0',
     cmdclass={'build_py': BuildPyWithConfigs},
 )
