@@ -31,6 +31,28 @@ def test_time_pairs_alternates_and_reports_ratios():
     assert result.summary()['ratio_median'] > 1.3
 
 
+def test_fastest_ratio_ignores_runs_slowed_by_interference():
+    """Interference only adds time: A is 1.02x B in its undisturbed runs;
+    a few runs of each side were slowed (by 50% and 80%)."""
+    from eca_mmdet.benchmark import PairTiming, format_table
+    b = [1.0] * 10
+    a = [1.02] * 10
+    b[3], b[7], a[1] = 1.8, 1.5, 1.53
+    timing = PairTiming('case', 'eca', 'plain', a, b)
+    s = timing.summary()
+    assert s['a_fastest_s'] == pytest.approx(1.02)
+    assert s['b_fastest_s'] == pytest.approx(1.0)
+    assert s['ratio_fastest'] == pytest.approx(1.02)
+    # the median of pair ratios is 1.02 here too, but the spread is wide
+    assert s['ratio_min'] == pytest.approx(1.02 / 1.8)
+    assert s['ratio_max'] == pytest.approx(1.53)
+    # the fastest fifth: 2 of 10 runs, so one slow run does not count
+    assert PairTiming.fastest([3.0, 1.0, 2.0, 1.2, 9.0]) == 1.0
+    assert PairTiming.fastest([4, 1, 2, 3, 5, 6, 7, 8, 9, 10]) == 1.5
+    row = format_table([timing]).splitlines()[2].split()
+    assert row[:6] == ['case', 'eca', 'plain', '1.0200', '1.0000', '1.0200']
+
+
 @pytest.mark.parametrize('depth', [18, 50])
 def test_eca_twin_computes_the_plain_outputs(depth):
     torch.manual_seed(0)
@@ -81,4 +103,8 @@ def test_cli_collects_every_case_from_its_child_process(tmp_path):
     for case in result['cases']:
         assert len(case['a_seconds']) == len(case['b_seconds']) == 15
         assert case['ratio_min'] <= case['ratio_median'] <= case['ratio_max']
+        # 15 pairs: the fastest fifth is 3 runs of each side
+        fast_a = sum(sorted(case['a_seconds'])[:3]) / 3
+        fast_b = sum(sorted(case['b_seconds'])[:3]) / 3
+        assert case['ratio_fastest'] == pytest.approx(fast_a / fast_b)
     assert all(name in proc.stdout for name in cases)
