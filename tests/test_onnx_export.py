@@ -11,8 +11,8 @@ from mmengine.config import Config
 
 import eca_mmdet  # noqa: F401
 from eca_mmdet.apis import export as export_api
-from eca_mmdet.apis.export import (TensorModel, build_export_model,
-                                   check_onnxruntime, export_onnx)
+from eca_mmdet.apis.export import (build_export_model, check_onnxruntime,
+                                   export_onnx)
 from eca_mmdet.models import ECAResNet
 
 onnx = pytest.importorskip('onnx')
@@ -124,7 +124,8 @@ def test_exported_graph_is_cheaper_than_the_papers_form(tmp_path):
         passes[name] = _graph_passes(path)
     blocks = 16
     ours, theirs = passes['fused'], passes['paper']
-    assert len(ours['ReduceMean']) == blocks and 'GlobalAveragePool' not in ours
+    assert len(ours['ReduceMean']) == blocks
+    assert 'GlobalAveragePool' not in ours
     assert len(theirs['GlobalAveragePool']) == blocks
     assert sum(ours['ReduceMean']) * 4 == sum(theirs['GlobalAveragePool'])
     assert len(ours['Mul']) == len(ours['Add']) == blocks
@@ -257,7 +258,8 @@ def test_cli_exports_and_prints_shapes_and_check(tmp_path, capsys):
     assert 'input  inputs (1, 3, 64, 96)' in printed
     assert 'output feat0 (1, 64, 16, 24)' in printed
     assert 'output rpn_cls_score4 (1, 3, 1, 2)' in printed
-    assert 'onnxruntime vs PyTorch on another input, (2, 3, 128, 64)' in printed
+    assert 'onnxruntime vs PyTorch on another input, (2, 3, 128, 64)' \
+        in printed
     assert 'feat0 (2, 64, 32, 16)' in printed
     assert printed.rstrip().endswith('<= 1e-04: OK')
 
@@ -311,6 +313,6 @@ def test_cli_without_onnx_says_how_to_install(missing, tmp_path, capsys,
                                               monkeypatch):
     monkeypatch.setitem(sys.modules, missing, None)  # import fails
     assert export_api.main([SHAPES, '--out', str(tmp_path / 'x.onnx')]) == 1
-    assert _error_line(capsys) == (f'error: {missing} is not installed: install the extra: '
-                   'pip install "eca-mmdet[onnx]" (or: pip install onnx '
-                   'onnxruntime)')
+    assert _error_line(capsys) == (
+        f'error: {missing} is not installed: install the extra: pip install '
+        '"eca-mmdet[onnx]" (or: pip install onnx onnxruntime)')
