@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Image demo on mmdet's DetInferencer (see eca_mmdet/visualization/demo.py).
+"""Image demo on mmdet's DetInferencer (see eca_mmdet/apis/demo.py).
 
     python demo/image_demo.py INPUTS CONFIG --weights CKPT [--out-dir DIR] \
         [--device cpu|cuda] [--pred-score-thr 0.3]
@@ -18,7 +18,7 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eca_mmdet.visualization.demo import image_demo_main  # noqa: E402
+from eca_mmdet.apis.demo import image_demo_main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(image_demo_main())

@@ -13,8 +13,8 @@ import vis_testlib as lib
 
 import eca_mmdet  # noqa: F401
 from eca_mmdet.engine import safe_torch_load
-from eca_mmdet.visualization import load_detector, predict
-from eca_mmdet.visualization.demo import EcaDetInferencer
+from eca_mmdet.apis import load_detector, predict
+from eca_mmdet.apis.demo import EcaDetInferencer
 
 
 @pytest.fixture(scope='session')
@@ -163,9 +163,9 @@ def _png(path, seed=0):
 def untrained(tmp_path_factory):
     """The shapes config and a checkpoint of its randomly initialised model
     (with the classes in its meta, as tools/train.py writes them)."""
-    from eca_mmdet.visualization import build_detector
+    from eca_mmdet.apis import load_detector
     config = lib.SHAPES_CONFIG
-    model = build_detector(str(config))
+    model = load_detector(str(config))
     ckpt = tmp_path_factory.mktemp('untrained') / 'random.pth'
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(dataset_meta=dict(model.dataset_meta))), ckpt)

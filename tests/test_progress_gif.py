@@ -119,15 +119,18 @@ def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
     from mmdet.registry import DATASETS
     from mmengine.logging import MMLogger
 
-    from eca_mmdet.visualization import load_detector
+    from eca_mmdet.apis import load_detector
     model = load_detector(str(trained['config']),
                           str(trained['checkpoints'][-1]))
     model.train()
     thr = model.roi_head.test_cfg.score_thr
     dataset = DATASETS.build(trained['cfg'].val_dataloader.dataset)
+    sent = []  # what the runner's visualizer passes to its vis_backends
+    visualizer = SimpleNamespace(
+        add_image=lambda name, image, step: sent.append((name, image, step)))
     runner = SimpleNamespace(
         val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset)),
-        model=model, epoch=7, work_dir=str(tmp_path),
+        model=model, epoch=7, work_dir=str(tmp_path), visualizer=visualizer,
         logger=MMLogger.get_instance('test_progress_gif'))
     hook = ProgressGifHook(num_images=1, size=64, score_thr=0.5)
     hook.before_train(runner)
@@ -137,6 +140,11 @@ def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
     assert (tmp_path / 'progress_frames' / 'epoch_007.png').is_file()
     assert len(gif_frames(tmp_path / 'progress.gif')) == 1
     assert [t['epoch'] for t in hook.timings] == [7]
+    # the frame also went to the backends (TensorBoard, W&B, ...)
+    assert [(name, step) for name, _, step in sent] == [('progress', 7)]
+    frame = np.asarray(Image.open(tmp_path / 'progress_frames' /
+                                  'epoch_007.png').convert('RGB'))
+    np.testing.assert_array_equal(sent[0][1], frame)
 
 
 class _StopInEpoch(Hook):

@@ -16,9 +16,10 @@ from mmdet.structures import DetDataSample
 
 import eca_mmdet  # noqa: F401
 import eca_mmdet.hooks  # noqa: F401
-from eca_mmdet.visualization import (DetRenderer, class_palette,
-                                     fixed_palette, load_detector, predict,
-                                     read_image, render_data_samples)
+from eca_mmdet.apis import load_detector, predict
+from eca_mmdet.visualization import (StableColorDetVisualizer, class_palette,
+                                     check_score_thr, fixed_palette,
+                                     read_image)
 
 CLASSES = ('circle', 'square', 'triangle', 'star')
 META = dict(classes=CLASSES)
@@ -41,6 +42,25 @@ def _sample(boxes, labels, scores=None, masks=None) -> DetDataSample:
     sample = DetDataSample()
     sample.pred_instances = inst
     return sample
+
+
+class DetRenderer:
+    """The visualizer's ``add_datasample`` with the drawing returned."""
+
+    def __init__(self, meta, score_thr=0.3):
+        self.score_thr = check_score_thr(score_thr)
+        self.visualizer = StableColorDetVisualizer(
+            name=f'test_{id(self)}').set_meta(meta)
+
+    @property
+    def label_regions(self):
+        return self.visualizer.label_regions
+
+    def render(self, image, sample, draw_gt=False):
+        self.visualizer.add_datasample('test', image, sample,
+                                       draw_gt=draw_gt,
+                                       pred_score_thr=self.score_thr)
+        return self.visualizer.get_image()
 
 
 def _rect_mask(shape, x0, y0, x1, y1):
@@ -110,15 +130,17 @@ import sys
 import numpy as np, torch
 from mmengine.structures import InstanceData
 from mmdet.structures import DetDataSample
-from eca_mmdet.visualization import DetRenderer
+from eca_mmdet.visualization import StableColorDetVisualizer
 masks = np.zeros((1, 64, 80), bool); masks[0, 10:30, 40:60] = True
 inst = InstanceData(bboxes=torch.tensor([[38., 8., 62., 32.]]),
                     labels=torch.tensor([2]), scores=torch.tensor([0.8]),
                     masks=torch.from_numpy(masks))
 s = DetDataSample(); s.pred_instances = inst
 img = np.full((64, 80, 3), 90, np.uint8)
-out = DetRenderer(dict(classes=('circle', 'square', 'triangle', 'star'))
-                  ).render(img, s)
+vis = StableColorDetVisualizer(name='snippet').set_meta(
+    dict(classes=('circle', 'square', 'triangle', 'star')))
+vis.add_datasample('x', img, s)
+out = vis.get_image()
 np.save(sys.argv[1], out)
 '''
 
@@ -287,10 +309,12 @@ def test_visualize_tool_with_gt_and_contact_sheet(trained, tmp_path):
 def test_render_predictions_hook_in_runner_test(trained, tmp_path):
     """What tools/test.py --show-dir wires: the hook in runner.test()."""
     from mmengine.runner import Runner
-    cfg = lib.tiny_config(trained['data_root'], tmp_path / 'work',
-                          custom_hooks=[dict(type='RenderPredictionsHook',
-                                             out_dir=str(tmp_path / 'show'),
-                                             score_thr=0.05)])
+    cfg = lib.tiny_config(trained['data_root'], tmp_path / 'work')
+    cfg.default_hooks.visualization = dict(
+        type='RenderPredictionsHook', draw=True,
+        test_out_dir=str(tmp_path / 'show'), score_thr=0.05)
+    cfg.visualizer = dict(type='StableColorDetVisualizer',
+                          vis_backends=[dict(type='LocalVisBackend')])
     cfg.load_from = str(trained['checkpoints'][-1])
     runner = Runner.from_cfg(cfg)
     runner.test()
@@ -301,24 +325,24 @@ def test_render_predictions_hook_in_runner_test(trained, tmp_path):
     assert one.shape[1] == 2 * lib.IMG_SIZE + 4  # GT | prediction
 
 
-def test_render_data_samples_function(tmp_path):
-    """The plain function (data samples, dataset_meta, out_dir)."""
+def test_add_datasample_out_file(tmp_path):
+    """GT | prediction panels (4 px apart) when the sample has GT, the
+    prediction alone with draw_gt=False; out_file is written."""
     img = noise_image(48, 64)
-    path = tmp_path / 'img.png'
-    Image.fromarray(img).save(path)
     sample = _sample([[5, 5, 30, 30]], [1], [0.9],
                      [_rect_mask((48, 64), 8, 8, 28, 28)])
-    sample.set_metainfo(dict(img_path=str(path), ori_shape=(48, 64)))
+    sample.set_metainfo(dict(ori_shape=(48, 64)))
     gt = InstanceData(bboxes=torch.tensor([[6., 6., 29., 29.]]),
                       labels=torch.tensor([1]))
     sample.gt_instances = gt
-    out = render_data_samples([sample], META, str(tmp_path / 'out'))
-    assert [p.rsplit('/', 1)[1] for p in out] == ['img.png']
-    drawn = np.asarray(Image.open(out[0]))
+    vis = StableColorDetVisualizer(name='out_file').set_meta(META)
+    vis.add_datasample('x', img, sample, out_file=str(tmp_path / 'a.png'))
+    drawn = np.asarray(Image.open(tmp_path / 'a.png'))
     assert drawn.shape == (48, 2 * 64 + 4, 3)
-    only_pred = render_data_samples([sample], META, str(tmp_path / 'out2'),
-                                    draw_gt=False)
-    assert np.asarray(Image.open(only_pred[0])).shape == (48, 64, 3)
+    assert (drawn[:, 64:68] == 255).all()
+    vis.add_datasample('x', img, sample, draw_gt=False,
+                       out_file=str(tmp_path / 'b.png'))
+    assert np.asarray(Image.open(tmp_path / 'b.png')).shape == (48, 64, 3)
 
 
 def test_show_dir_names_never_collide(tmp_path):
@@ -340,13 +364,14 @@ def test_show_dir_names_never_collide(tmp_path):
                                  ori_shape=(24, 32)))
         samples.append(sample)
     out = tmp_path / 'show'
-    hook = RenderPredictionsHook(str(out), score_thr=0.5)
+    hook = RenderPredictionsHook(out_dir=str(out), score_thr=0.5)
     messages = []
     logger = logging.getLogger('test_show_dir_names')
     logger.info = messages.append
     runner = SimpleNamespace(
         test_dataloader=SimpleNamespace(dataset=SimpleNamespace(
-            metainfo=META)), logger=logger)
+            metainfo=META)), logger=logger, work_dir=str(tmp_path),
+        timestamp='t')
     hook.before_test(runner)
     hook.after_test_iter(runner, 0, outputs=samples[:2])
     hook.after_test_iter(runner, 1, outputs=samples[2:])
@@ -371,9 +396,11 @@ def test_score_thresholds_outside_0_1_are_refused(tmp_path, thr):
     from eca_mmdet.hooks.render import RenderPredictionsHook
     with pytest.raises(EcaMmdetError, match=r'score_thr must be a score in '
                        r'\[0, 1\]'):
-        RenderPredictionsHook(str(tmp_path), score_thr=thr)
+        RenderPredictionsHook(out_dir=str(tmp_path), score_thr=thr)
     with pytest.raises(EcaMmdetError, match=r'\[0, 1\]'):
-        DetRenderer(META, score_thr=thr)
+        StableColorDetVisualizer(name=f'thr_{thr}').set_meta(
+            META).add_datasample('x', noise_image(), _sample([], []),
+                                 pred_score_thr=thr)
     for tool, args in (('tools/visualize.py',
                         ['cfg.py', 'ckpt.pth', 'img.png', '--out-dir',
                          tmp_path / 'out']),

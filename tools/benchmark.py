@@ -18,9 +18,11 @@ import tempfile
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from eca_mmdet.apis import load_detector  # noqa: E402
 from eca_mmdet.benchmark import (PairTiming, format_table,  # noqa: E402
                                  inference_step, make_eca_twin, time_pairs,
                                  train_step)
+from eca_mmdet.engine import atomic_write  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # What the detector configs use for the backbone.
@@ -46,15 +48,10 @@ def detector(config):
     detections per image so both sides do the same head work."""
     from mmengine.config import Config
     from mmengine.hub import get_config
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
-    import eca_mmdet  # noqa: F401
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    model = load_detector(cfg)
     model.init_weights()
     return model.eval()
 
@@ -186,9 +183,9 @@ def main():
             progress=lambda msg: print(msg, file=sys.stderr, flush=True)))
     print(format_table(results))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(env=env, cases=[r.to_dict() for r in results]),
-                      f, indent=2)
+        atomic_write(json.dumps(
+            dict(env=env, cases=[r.to_dict() for r in results]), indent=2),
+            args.json)
         print(f'wrote {args.json}')
 
 

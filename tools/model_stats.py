@@ -13,6 +13,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from eca_mmdet.apis import load_detector  # noqa: E402
 from eca_mmdet.model_stats import (PAPER_STATS, backbone_flops,  # noqa: E402
                                    count_parameters, detector_flops,
                                    format_stats)
@@ -27,16 +28,14 @@ input size and on the number of RPN proposals reaching the RoI heads."""
 
 
 def build_detector(config: str):
+    """The detector of ``config`` (a file or ``mmdet::...``), random
+    weights."""
     from mmengine.config import Config
     from mmengine.hub import get_config
     from mmengine.logging import MMLogger
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
     MMLogger.get_instance('mmengine', log_level='WARNING')
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
-    cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model)
+    return load_detector(cfg)
 
 
 def main():

@@ -13,7 +13,7 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eca_mmdet.visualization.cli import run_main  # noqa: E402
+from eca_mmdet.apis.common import run_cli  # noqa: E402
 from eca_mmdet.visualization.curves import (DEFAULT_VAL_KEYS,  # noqa: E402
                                             CurvesError, plot_curves,
                                             read_run_curves)
@@ -50,4 +50,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(run_main(main, build_parser()))
+    sys.exit(run_cli(main, build_parser()))

@@ -240,16 +240,20 @@ def log_data_warnings(warnings: Sequence[str], runner=None) -> None:
 def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
             parser: argparse.ArgumentParser,
             argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv``, turn on the stack fixes
-    (:func:`~eca_mmdet.engine.enable_stack_fixes`), run ``main(args)`` and
-    turn our errors into ``error: <message>`` on stderr (printed by rank 0
-    only) and status 1 (130 for Ctrl-C, :class:`Interrupted`)."""
+    """The one entry-point wrapper of our tools: parse ``argv``, turn on the
+    stack fixes (:func:`~eca_mmdet.engine.enable_stack_fixes`), run
+    ``main(args)`` and turn our errors into ``error: <message>`` on stderr
+    (printed by rank 0 only) and status 1 (130 for Ctrl-C,
+    :class:`Interrupted`). A parser without ``--launcher`` (the rendering
+    tools) runs as one process; its messages are printed on one line."""
     launcher = 'pytorch'  # until parsed: any launcher's rank variables
+    one_line = False
     try:
         args = parser.parse_args(argv)
-        launcher = args.launcher
+        launcher = getattr(args, 'launcher', 'none')
+        one_line = not hasattr(args, 'launcher')
         enable_stack_fixes()
-        if 'LOCAL_RANK' not in os.environ:
+        if 'LOCAL_RANK' not in os.environ and hasattr(args, 'local_rank'):
             os.environ['LOCAL_RANK'] = str(args.local_rank)
         return main(args) or 0
     except (EcaMmdetError, KeyboardInterrupt) as e:
@@ -261,8 +265,10 @@ def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
         elif os.environ.get(DEBUG_ENV):
             raise
         if get_launch_rank(launcher) == 0:
-            print(f'error: {_user_message(e)}', file=sys.stderr, flush=True)
+            message = _user_message(e)
+            if one_line:
+                message = ' '.join(message.split()) or type(e).__name__
+            print(f'error: {message}', file=sys.stderr, flush=True)
         return getattr(e, 'exit_code', 1)
     finally:
         cleanup_distributed()
-

@@ -93,13 +93,27 @@ def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
 
 def _enable_visualization(cfg: Config, show_dir: str) -> None:
     """Render every test image into ``show_dir`` (ground truth beside the
-    prediction, stable class colours, a contact sheet at the end) with
-    :class:`~eca_mmdet.hooks.RenderPredictionsHook`, the renderer of
-    ``tools/visualize.py``."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    hooks.append(ConfigDict(type='RenderPredictionsHook',
-                            out_dir=osp.abspath(show_dir), score_thr=0.3))
-    cfg.custom_hooks = hooks
+    prediction, stable class colours, a contact sheet at the end) the way
+    mmdet's ``tools/test.py --show-dir`` does: ``draw=True`` and
+    ``test_out_dir`` on the visualization hook, here
+    :class:`~eca_mmdet.hooks.RenderPredictionsHook` (mmdet's
+    ``DetVisualizationHook`` with unique file names and a contact sheet),
+    and :class:`~eca_mmdet.visualization.StableColorDetVisualizer` as the
+    visualizer (the config's ``vis_backends`` are kept)."""
+    hooks = cfg.get('default_hooks', None) or ConfigDict()
+    hook = dict(hooks.get('visualization', None) or {})
+    if hook.get('type') in (None, 'DetVisualizationHook',
+                            'mmdet.DetVisualizationHook'):
+        hook['type'] = 'RenderPredictionsHook'
+    hook.update(draw=True, test_out_dir=osp.abspath(show_dir), score_thr=0.3)
+    hooks['visualization'] = ConfigDict(hook)
+    cfg.default_hooks = hooks
+    visualizer = dict(cfg.get('visualizer', None) or {})
+    if visualizer.get('type') in (None, 'DetLocalVisualizer',
+                                  'mmdet.DetLocalVisualizer'):
+        visualizer['type'] = 'StableColorDetVisualizer'
+    visualizer.setdefault('name', 'visualizer')
+    cfg.visualizer = ConfigDict(visualizer)
 
 
 def _add_dump_results(cfg: Config, out: str) -> None:

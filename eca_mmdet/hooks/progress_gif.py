@@ -5,8 +5,10 @@ After each validation during training (``after_val_epoch``, main process
 only) the hook draws its fixed set of val images (the first ``num_images``
 of the val dataset, or ``indices``; chosen once) with the current weights,
 saves the frame as ``WORK_DIR/progress_frames/epoch_XXX.png`` and rewrites
-``WORK_DIR/progress.gif`` from all frames (temp file + ``os.replace``), so an
-interrupted run still has the GIF of its completed epochs. Each frame's
+``WORK_DIR/progress.gif`` from all frames (written atomically), so an
+interrupted run still has the GIF of its completed epochs. Each frame also
+goes to the runner's visualizer as image ``progress`` (step = epoch), so with
+TensorBoard or W&B in ``vis_backends`` the frames are there too. Each frame's
 caption is the epoch and that validation's ``coco/bbox_mAP`` /
 ``coco/segm_mAP``. Box-only detectors (RetinaNet, Faster R-CNN) work too.
 
@@ -36,12 +38,18 @@ import os.path as osp
 import time
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
+from mmengine.dataset import pseudo_collate
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmdet.registry import HOOKS
+
+from ..visualization import (StableColorDetVisualizer, compose_frame,
+                             format_caption, frame_files, read_image,
+                             save_image, write_gif)
 
 __all__ = ['ProgressGifHook']
 
@@ -78,7 +86,7 @@ class ProgressGifHook(Hook):
         self.gif_name = gif_name
         self.timings: List[Dict[str, float]] = []
         self._samples = None  # (images, packed data) of the chosen images
-        self._renderer = None
+        self._visualizer = None
         self._training = False
         self._epoch_start = None
         self._epoch_train_time = None
@@ -100,7 +108,6 @@ class ProgressGifHook(Hook):
             return
         # frames of epochs this run will redo (fresh start or resume) are
         # stale
-        from ..visualization import frame_files
         for epoch, path in frame_files(self.frames_dir(runner)):
             if epoch > runner.epoch:
                 os.remove(path)
@@ -118,9 +125,6 @@ class ProgressGifHook(Hook):
     # -- the frame -----------------------------------------------------------
     def _prepare(self, runner) -> None:
         """Choose the images once and keep their pipeline output."""
-        from mmengine.dataset import pseudo_collate
-
-        from ..visualization import DetRenderer, read_image
         dataset = runner.val_loop.dataloader.dataset
         n = len(dataset)
         indices = self.indices or list(range(min(self.num_images, n)))
@@ -130,8 +134,8 @@ class ProgressGifHook(Hook):
         items = [dataset[i] for i in indices]
         images = [read_image(item['data_samples'].img_path) for item in items]
         self._samples = (images, pseudo_collate(items))
-        self._renderer = DetRenderer(
-            dict(dataset.metainfo), score_thr=self.score_thr)
+        self._visualizer = StableColorDetVisualizer(
+            name=f'eca_progress_gif_{id(self)}').set_meta(dataset.metainfo)
 
     def _raise_score_thr(self, model) -> list:
         """Let the heads drop what the frame would not draw anyway.
@@ -155,7 +159,6 @@ class ProgressGifHook(Hook):
 
     def render_frame(self, runner, metrics: Optional[dict] = None):
         """The current model's frame (a PIL image) for ``runner.epoch``."""
-        from ..visualization import compose_frame, format_caption
         if self._samples is None:
             self._prepare(runner)
         images, batch = self._samples
@@ -173,18 +176,18 @@ class ProgressGifHook(Hook):
                 test_cfg['score_thr'] = value
             model.train(was_training)
         return compose_frame(
-            self._renderer,
+            self._visualizer,
             images,
             outputs,
             format_caption(runner.epoch, metrics),
             size=self.size,
-            cols=self.cols)
+            cols=self.cols,
+            score_thr=self.score_thr)
 
     def after_val_epoch(self, runner,
                         metrics: Optional[Dict[str, float]] = None) -> None:
         if not (self.enabled and self._training and is_main_process()):
             return
-        from ..visualization import frame_files, save_image, write_gif
         start = time.perf_counter()
         try:
             frame = self.render_frame(runner, metrics)
@@ -193,6 +196,8 @@ class ProgressGifHook(Hook):
                        osp.join(frames_dir, f'epoch_{runner.epoch:03d}.png'))
             write_gif([p for _, p in frame_files(frames_dir)],
                       self.gif_path(runner), fps=self.fps)
+            runner.visualizer.add_image('progress', np.asarray(frame),
+                                        step=runner.epoch)
         except Exception as e:  # noqa: BLE001 - never stop the training
             runner.logger.warning(
                 f'ProgressGifHook: no frame for epoch {runner.epoch}: '

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..engine.atomic_io import atomic_writer
-from .render import DetRenderer, VisualizationError, get_font, make_grid
+from .render import VisualizationError, get_font, make_grid
+from .visualizer import StableColorDetVisualizer, resize_sample
 
 __all__ = [
     'epoch_checkpoints', 'read_val_metrics', 'format_caption',
@@ -119,20 +120,24 @@ def format_caption(epoch: int,
     return '   '.join(parts)
 
 
-def compose_frame(renderer: DetRenderer,
+def compose_frame(visualizer: StableColorDetVisualizer,
                   images: Sequence[np.ndarray],
                   data_samples: Sequence,
                   caption: str,
                   size: int = 256,
-                  cols: Optional[int] = None) -> Image.Image:
+                  cols: Optional[int] = None,
+                  score_thr: float = 0.3) -> Image.Image:
     """One GIF frame: a caption strip on top of a grid of the images with
-    their predictions, each drawn at ``size`` px (longer side) in a
-    ``size`` x ``size`` cell. The layout depends only on the number of
-    images, ``size`` and ``cols``."""
-    drawn = [
-        renderer.render(img, sample, size=size)
-        for img, sample in zip(images, data_samples)
-    ]
+    their predictions scoring above ``score_thr``, each drawn at ``size`` px
+    (longer side) in a ``size`` x ``size`` cell. The layout depends only on
+    the number of images, ``size`` and ``cols``."""
+    drawn = []
+    for img, sample in zip(images, data_samples):
+        img, sample = resize_sample(img, sample, size)
+        visualizer.add_datasample('progress_image', img, sample,
+                                  draw_gt=False, pred_score_thr=score_thr,
+                                  out_file=None)
+        drawn.append(visualizer.get_image())
     grid = make_grid(drawn, cols=cols, cell=(size, size), pad=2,
                      background=(32, 32, 32))
     frame = Image.new('RGB', (grid.width, grid.height + CAPTION_HEIGHT),

@@ -22,11 +22,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mmengine
 from mmdet.apis import DetInferencer
 
-from .cli import _Parser, expand_images, run_main
 from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
-                                state_dict_of)
-from .render import (StableColorDetVisualizer, VisualizationError,
-                     check_score_thr, load_config, read_image)
+                                 state_dict_of)
+from ..visualization import (StableColorDetVisualizer, VisualizationError,
+                             check_score_thr, read_image)
+from .common import CliArgumentParser, load_config, run_cli
+from .inputs import expand_images
 
 __all__ = ['EcaDetInferencer', 'image_demo_main']
 
@@ -88,7 +89,7 @@ class EcaDetInferencer(DetInferencer):
 
 
 def demo_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CliArgumentParser(
         prog='demo/image_demo.py',
         description='Detect objects in images with a config and a '
         'checkpoint; writes OUT_DIR/vis/NAME and OUT_DIR/preds/NAME.json. '
@@ -160,6 +161,8 @@ def _image_demo(args: argparse.Namespace) -> int:
                 f'--device {args.device}: CUDA is not available here; use '
                 '--device cpu')
     cfg = load_config(args.config)
+    if 'init_cfg' in cfg.model.get('backbone', {}):
+        cfg.model.backbone.init_cfg = None  # weights come from --weights
     inferencer = EcaDetInferencer(
         model=cfg, weights=args.weights, device=args.device,
         show_progress=not args.no_progress)
@@ -179,4 +182,4 @@ def _image_demo(args: argparse.Namespace) -> int:
 
 
 def image_demo_main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_main(_image_demo, demo_parser(), argv)
+    return run_cli(_image_demo, demo_parser(), argv)
