@@ -143,11 +143,29 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
         return scale, shift + norm.bias if norm.bias is not None else shift
 
 
+def load_pruned_archs() -> Dict[str, dict]:
+    """``{arch: {'stem': [...], 'stages': [...]}}`` of the pruned archs, from
+    :data:`PRUNED_WIDTHS_FILE`."""
+    with open(PRUNED_WIDTHS_FILE) as f:
+        return json.load(f)
+
+
 def load_pruned_widths(arch: str) -> List[dict]:
     """Per-stage widths of a pruned arch: ``[{'out': C, 'blocks': [[c1, c2],
     ...]}, ...]`` (``c1``/``c2``: outputs of conv1/conv2 of each block)."""
-    with open(PRUNED_WIDTHS_FILE) as f:
-        return json.load(f)[arch]['stages']
+    return load_pruned_archs()[arch]['stages']
+
+
+def arch_layout(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Blocks per stage and stem widths (plain: ``(64,)``; deep:
+    ``(mid1, mid2, 64)``) of an unpruned arch of :data:`ARCH_PRESETS` with
+    the default 64 stem channels."""
+    preset = resolve_arch(arch)
+    blocks = tuple(preset.get('stage_blocks')
+                   or ECAResNet.arch_settings[preset['depth']][1])
+    if not preset.get('deep_stem'):
+        return blocks, (64, )
+    return blocks, tuple(preset.get('stem_mid_channels', (32, 32))) + (64, )
 
 
 def _resized_conv(conv: nn.Module, in_channels: int,
@@ -188,6 +206,9 @@ class ECAResNet(ResNet):
             the depth's (``ecaresnetlight``: ``(1, 1, 11, 3)``).
         eca_fused (bool): Fold each ECA gate into its residual add (default);
             False uses the paper's straightforward form, for benchmarks.
+            Under ``torch.jit.trace``, ONNX export and ``torch.compile``
+            the fused layers run as plain ops (see
+            :func:`~eca_mmdet.models.eca.graph_capture`).
         deep_stem (bool): Three 3x3 convs instead of the 7x7 stem.
         avg_down (bool): AvgPool then stride-1 conv in downsample shortcuts.
         in_channels, stem_channels, base_channels, num_stages, strides,
@@ -245,7 +266,7 @@ class ECAResNet(ResNet):
                              f'from {sorted(ARCH_PRESETS)}')
         # State the overridden hooks (_make_stem_layer, make_res_layer) need
         # while ResNet.__init__ runs.
-        block, blocks = self.arch_settings[depth]
+        block = self.arch_settings[depth][0]
         if stage_blocks is not None:
             self.arch_settings = {depth: (block, tuple(stage_blocks))}
         self.arch = arch
