@@ -7,25 +7,18 @@ ECAResNet's; classifier ``fc.*`` (dropped).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..models.ecaresnet import ARCH_PRESETS, arch_layout, load_pruned_archs
 from .common import StateDict, Structure, generic_cfg
 
 LAYOUT = 'timm'
-PRUNED_WIDTHS = Path(__file__).resolve().parents[1] / 'models' / 'pruned_widths.json'
-
-# arch -> (blocks per stage, stem widths (plain: (out,), deep: (mid1, mid2, out)))
-# All: Bottleneck, avg_down, base width 64; pruned archs are read from the JSON.
+# arch -> (blocks per stage, stem widths (plain: (out,), deep: (mid1, mid2,
+# out))), from the backbone's presets. All: Bottleneck, avg_down, base width
+# 64; pruned archs are identified by their widths (pruned_widths.json).
 ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
-    'ecaresnet26t': ((2, 2, 2, 2), (24, 32, 64)),
-    'ecaresnet50d': ((3, 4, 6, 3), (32, 32, 64)),
-    'ecaresnet50t': ((3, 4, 6, 3), (24, 32, 64)),
-    'ecaresnetlight': ((1, 1, 11, 3), (64,)),
-    'ecaresnet101d': ((3, 4, 23, 3), (32, 32, 64)),
-    'ecaresnet200d': ((3, 24, 36, 3), (32, 32, 64)),
-    'ecaresnet269d': ((3, 30, 48, 8), (32, 32, 64)),
+    arch: arch_layout(arch)
+    for arch, preset in ARCH_PRESETS.items() if not preset.get('pruned')
 }
 _STEM = {'conv1.0.': 'stem.0.', 'conv1.1.': 'stem.1.', 'conv1.3.': 'stem.3.',
          'conv1.4.': 'stem.4.', 'conv1.6.': 'stem.6.'}
@@ -65,12 +58,6 @@ def rename(sd: StateDict) -> Tuple[StateDict, Dict[str, str], List[str]]:
     return out, names, dropped
 
 
-def pruned_archs() -> Dict[str, dict]:
-    """Widths of timm's pruned archs (``eca_mmdet/models/pruned_widths.json``)."""
-    with open(PRUNED_WIDTHS) as f:
-        return json.load(f)
-
-
 def identify_arch(st: Structure) -> Optional[str]:
     """The timm arch whose structure is ``st`` (ECA kernel sizes aside)."""
     if not (st.bottleneck and st.avg_down and st.in_channels == 3):
@@ -80,7 +67,7 @@ def identify_arch(st: Structure) -> Optional[str]:
             if (st.stage_blocks, st.stem_widths, st.deep_stem) == (blocks, stem, len(stem) == 3):
                 return arch
         return None
-    for arch, spec in pruned_archs().items():
+    for arch, spec in load_pruned_archs().items():
         widths = tuple(tuple(tuple(w) for w in stage['blocks']) for stage in spec['stages'])
         if (st.deep_stem and st.stem_widths == tuple(spec['stem'])
                 and st.block_widths == widths
