@@ -3,7 +3,6 @@ model's masks and whose label names are the model's classes, and one-line
 errors for bad inputs."""
 import json
 
-import mmcv
 import numpy as np
 import pytest
 import torch
@@ -14,7 +13,7 @@ import vis_testlib as lib
 import eca_mmdet  # noqa: F401
 from eca_mmdet.engine import safe_torch_load
 from eca_mmdet.apis import load_detector, predict
-from eca_mmdet.apis.demo import EcaDetInferencer
+from eca_mmdet.apis.demo import prediction_dict, run_demo
 
 
 @pytest.fixture(scope='session')
@@ -68,42 +67,31 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     assert len(names_seen) > 1, names_seen
 
 
-def test_inferencer_returns_and_writes_label_names(trained, tmp_path):
-    """The predictions EcaDetInferencer returns carry label_names too, for
-    array inputs as well, and a prediction without an image path is written
-    where mmdet writes it (preds/<index>.json)."""
+def test_run_demo_returns_and_writes_label_names(trained, tmp_path):
+    """The prediction dicts run_demo returns carry label_names too and are
+    what it writes to preds/<stem>.json; prediction_dict of a sample
+    without an image path works alike."""
     from mmdet.structures import DetDataSample
 
     image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
-    inferencer = EcaDetInferencer(
-        model=str(trained['config']), weights=str(trained['checkpoints'][-1]),
-        device='cpu', show_progress=False)
+    model = load_detector(str(trained['config']),
+                          str(trained['checkpoints'][-1]))
     classes = trained['classes']
-    assert tuple(inferencer.model.dataset_meta['classes']) == classes
+    assert tuple(model.dataset_meta['classes']) == classes
 
     out_dir = tmp_path / 'out'
-    pred = inferencer(str(image), out_dir=str(out_dir), no_save_vis=True,
-                      no_save_pred=False)['predictions'][0]
+    pred, = run_demo(model, [str(image)], str(out_dir), show_progress=False)
     assert pred['labels'], 'no detections: nothing to name'
     assert pred['label_names'] == [classes[i] for i in pred['labels']]
     saved = json.loads((out_dir / 'preds' / f'{image.stem}.json').read_text())
     assert saved == pred
+    assert (out_dir / 'vis' / image.name).is_file()
 
-    # an array (BGR, as mmdet expects); mmdet 3.3 cannot save predictions
-    # of arrays (its pred2dict takes the basename of img_path=None)
-    from_array = inferencer(mmcv.imread(str(image)), no_save_vis=True,
-                            no_save_pred=True)['predictions'][0]
-    assert from_array['label_names'] == pred['label_names']
-
-    # no img_path at all: mmdet names the file by its running index
     sample = DetDataSample()
-    sample.pred_instances = predict(inferencer.model,
-                                    [str(image)])[0].pred_instances
-    index = inferencer.num_predicted_imgs
-    direct = inferencer.pred2dict(sample, str(out_dir))
-    assert direct['label_names'] == [classes[i] for i in direct['labels']]
-    assert json.loads((out_dir / 'preds' / f'{index}.json').read_text()) \
-        == direct
+    sample.pred_instances = predict(model, [str(image)])[0].pred_instances
+    direct = prediction_dict(sample, classes)
+    assert direct['label_names'] == pred['label_names']
+    assert json.loads(json.dumps(direct)) == pred
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 * ``ProgressGifHook`` (:mod:`.progress_gif`): a GIF of the predictions on a
   few val images, one frame per validation epoch;
-* ``RenderPredictionsHook`` (:mod:`.render`): renderings of every test
-  sample plus a contact sheet (``tools/test.py --show-dir``);
+* ``RenderPredictionsHook`` (:mod:`.render`): mmdet's
+  ``DetVisualizationHook`` in stable class colours with unique file names
+  and a contact sheet (``tools/test.py --show-dir``);
 * ``NonFiniteLossHook`` (:mod:`.nonfinite_loss`): stops training at the first
   NaN/inf loss with a message naming the iteration and the loss term;
 * ``ScaleLrHook`` (:mod:`.lr_scale`): ``tools/train.py --lr-scale``;

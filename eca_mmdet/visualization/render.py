@@ -72,8 +72,9 @@ def save_image(image: Union[np.ndarray, Image.Image], path: str) -> str:
         image = Image.fromarray(image)
     ext = osp.splitext(path)[1].lower()
     fmt = Image.registered_extensions().get(ext, 'PNG')
+    options = dict(quality=95) if fmt == 'JPEG' else {}  # as cv2/mmcv
     with atomic_writer(path) as f:
-        image.save(f, format=fmt)
+        image.save(f, format=fmt, **options)
     return path
 
 
