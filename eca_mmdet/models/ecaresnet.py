@@ -10,8 +10,11 @@ from mmcv.cnn import build_norm_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from torch import Tensor, nn
+from mmengine.runner.checkpoint import _load_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
+                                 state_dict_of)
 from .eca import (ECALayer, adaptive_kernel_size, check_kernel_size,
                   graph_capture)
 
@@ -317,10 +320,6 @@ class ECAResNet(ResNet):
 
     def _check_pretrained_fits(self, checkpoint: str,
                                prefix: Optional[str]) -> None:
-        from mmengine.runner.checkpoint import _load_checkpoint
-
-        from ..engine.checkpoint import (CheckpointMismatchError,
-                                         checkpoint_mismatch, state_dict_of)
         state = state_dict_of(_load_checkpoint(checkpoint, map_location='cpu'))
         if prefix:
             prefix = prefix if prefix.endswith('.') else prefix + '.'
