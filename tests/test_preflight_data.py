@@ -16,7 +16,8 @@ pytest.importorskip('mmdet')
 from mmengine.config import Config  # noqa: E402
 
 from eca_mmdet.datasets import AnnotationError  # noqa: E402
-from eca_mmdet.engine import PreflightError, preflight_check  # noqa: E402
+from eca_mmdet.apis.preflight import (PreflightError,  # noqa: E402
+                                      preflight_check)
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,8 @@ pytest.importorskip('mmdet')
 
 from mmengine.config import Config  # noqa: E402
 
-from eca_mmdet.engine import PreflightError, preflight_check  # noqa: E402
+from eca_mmdet.apis.preflight import (PreflightError,  # noqa: E402
+                                      preflight_check)
 
 VAL = 'val_dataloader.dataset'
 

@@ -25,11 +25,12 @@ from typing import Any, Dict, Optional, Sequence
 from mmengine.config import Config, ConfigDict
 
 from ..engine import (CheckpointMismatchError, atomic_write,
-                      checkpoint_mismatch, get_launch_rank, preflight_check,
-                      safe_torch_load, setup_distributed, state_dict_of)
+                      checkpoint_mismatch, get_launch_rank, safe_torch_load,
+                      setup_distributed, state_dict_of)
 from .common import (CliArgumentParser, ConfigError, add_common_args,
                      add_hooks, build_runner, check_loop_cfgs, load_config,
                      log_data_warnings, resolve_work_dir, run_cli)
+from .preflight import preflight_check
 
 __all__ = [
     'build_parser', 'build_test_config', 'check_checkpoint_fits',

@@ -1,10 +1,10 @@
 """``tools/train.py``: train a detector from a config with mmengine's Runner.
 
 Compared with mmdet's own tool it checks the data and checkpoints before
-starting (:func:`~eca_mmdet.engine.preflight_check`), runs distributed on CPU
-with gloo (:func:`~eca_mmdet.engine.setup_distributed`), loads checkpoints
-with ``weights_only=True`` (``--resume`` works under torch >= 2.6), and
-reports bad input in one line with exit status 1.
+starting (:func:`~eca_mmdet.apis.preflight.preflight_check`), runs
+distributed on CPU with gloo (:func:`~eca_mmdet.engine.setup_distributed`),
+loads checkpoints with ``weights_only=True`` (``--resume`` works under
+torch >= 2.6), and reports bad input in one line with exit status 1.
 """
 import argparse
 import contextlib
@@ -19,12 +19,13 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..engine import (CheckpointMismatchError, EcaMmdetError,
-                      checkpoint_mismatch, lock_work_dir, preflight_check,
+                      checkpoint_mismatch, get_launch_rank, lock_work_dir,
                       safe_torch_load, setup_distributed, state_dict_of)
 from .common import (CliArgumentParser, ConfigError, Interrupted,
                      add_common_args, add_hooks, build_runner,
                      check_loop_cfgs, load_config, log_data_warnings,
                      resolve_work_dir, run_cli)
+from .preflight import preflight_check
 
 __all__ = [
     'SAFETY_HOOKS', 'StopOnSigintHook', 'build_parser', 'build_train_config',
@@ -294,7 +295,6 @@ class StopOnSigintHook(Hook):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..engine import get_launch_rank
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     setup_cache_size_limit_of_dynamo()
 

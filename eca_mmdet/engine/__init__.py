@@ -1,6 +1,7 @@
 """Run-time support for training/testing with mmengine 0.10 here: safe
 checkpoint loading (:mod:`.checkpoint`), atomic writes (:mod:`.atomic_io`),
-CPU DDP (:mod:`.dist`) and the checks before a run (:mod:`.preflight`).
+CPU DDP (:mod:`.dist`) and the work dir lock (:mod:`.work_dir_lock`); the
+checks before a run are :mod:`eca_mmdet.apis.preflight`.
 
 Importing it changes nothing in mmengine; :func:`enable_stack_fixes` (called
 by the project's tools, or ``custom_imports`` of ``eca_mmdet.stack_fixes`` in
@@ -17,15 +18,14 @@ from .dist import (CPUDistributedDataParallel, DistSetupError,
 from .errors import EcaMmdetError
 from .fixes import (disable_stack_fixes, enable_stack_fixes,
                     stack_fixes_enabled)
-from .preflight import PreflightError, preflight_check
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_write', 'CPUDistributedDataParallel',
     'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
     'state_dict_of', 'DistSetupError', 'EcaMmdetError',
-    'ModelZooUnavailableError', 'PreflightError', 'UnsafeCheckpointError',
+    'ModelZooUnavailableError', 'UnsafeCheckpointError',
     'cleanup_distributed', 'disable_stack_fixes', 'enable_stack_fixes',
-    'get_launch_rank', 'preflight_check', 'safe_checkpoint_global_names',
+    'get_launch_rank', 'safe_checkpoint_global_names',
     'safe_checkpoint_globals', 'safe_torch_load', 'setup_distributed',
     'stack_fixes_enabled'
 ]

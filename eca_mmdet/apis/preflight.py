@@ -26,8 +26,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .checkpoint import checkpoint_file_problem, torchvision_importable
-from .errors import EcaMmdetError
+from ..datasets.coco_check import _load, check_coco_file
+from ..engine.checkpoint import checkpoint_file_problem, torchvision_importable
+from ..engine.errors import EcaMmdetError
 
 __all__ = ['PreflightError', 'preflight_check', 'iter_datasets',
            'iter_pretrained']
@@ -124,7 +125,6 @@ def _check_annotations(key: str, ds: dict, warnings: List[str]
     """Check the COCO annotation file of ``ds`` as mmdet will read it; for
     a val/test set also read every image header (size, empty file). Returns
     the :class:`~eca_mmdet.datasets.CocoFileReport`, None if not checked."""
-    from ..datasets.coco_check import check_coco_file
     root = ds.get('data_root', None)
     ann_file = ds.get('ann_file', None)
     if not ann_file or _is_remote(ann_file, ds.get('backend_args')) or \
@@ -250,7 +250,6 @@ def _coco_index(path: str, cache: Dict[str, Any]) -> Tuple[dict, set]:
     """``({image id: (file base name, width, height)}, {category names})``
     of a COCO file, read once per preflight run."""
     if path not in cache:
-        from ..datasets.coco_check import _load
         data = _load(path)
         images = {
             img.get('id'): (osp.basename(str(img.get('file_name', ''))),
@@ -356,7 +355,6 @@ def _check_evaluator(key: str, evaluator: Any,
                 continue
             for ds_key, ds in datasets:
                 _check_metric_covers(mkey, metric, ds_key, ds, cache)
-            from ..datasets.coco_check import check_coco_file
             kinds = metric.get('metric', 'bbox')
             kinds = [kinds] if isinstance(kinds, str) else kinds
             classes = {_dataset_classes(ds) for _, ds in datasets}
