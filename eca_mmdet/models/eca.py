@@ -1,6 +1,6 @@
 """Efficient Channel Attention (ECA-Net, CVPR 2020, arXiv:1910.03151)."""
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,10 @@ class ECALayer(nn.Module):
             straightforward form (:func:`eca_reference`) for comparison.
     """
     _abbr_ = 'eca'
+    # Called with (layer, gate) for every gate this layer computes, while
+    # eca_mmdet.models.record_gates is active; otherwise None, and the only
+    # cost is this check.
+    gate_sink: Optional[Callable[['ECALayer', Tensor], None]] = None
 
     def __init__(self,
                  channels: Optional[int] = None,
@@ -70,8 +74,12 @@ class ECALayer(nn.Module):
     def gate(self, x: Tensor) -> Tensor:
         """The per-channel attention weights of ``x``, shaped (N, C, 1, 1)."""
         if graph_capture():
-            return _plain_gate(x.mean((2, 3)), self.conv.weight)
-        return _gate(x.mean((2, 3)), self.conv.weight)
+            gate = _plain_gate(x.mean((2, 3)), self.conv.weight)
+        else:
+            gate = _gate(x.mean((2, 3)), self.conv.weight)
+        if self.gate_sink is not None:
+            self.gate_sink(self, gate)
+        return gate
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale ``x`` by its channel attention."""
@@ -94,15 +102,25 @@ class ECALayer(nn.Module):
                 ResNet's ``out += identity`` does); the blocks pass True.
         """
         if not self.fused:
-            return identity + eca_reference(x, self.conv.weight)
+            gate = eca_gate_reference(x, self.conv.weight)
+            if self.gate_sink is not None:
+                self.gate_sink(self, gate)
+            return identity + x * gate.expand_as(x)
         weight = self.conv.weight
         if graph_capture():
-            return _add_scaled(identity, x, _plain_gate(x.mean((2, 3)),
-                                                        weight, x.dtype))
+            gate = _plain_gate(x.mean((2, 3)), weight, x.dtype)
+            if self.gate_sink is not None:
+                self.gate_sink(self, gate)
+            return _add_scaled(identity, x, gate)
         if torch.is_grad_enabled() and any(
                 t.requires_grad for t in (x, identity, weight)):
+            if self.gate_sink is not None:  # the gate _ECAResidual computes
+                self.gate_sink(self, _gate(x.detach().mean((2, 3)),
+                                           weight.detach()))
             return _ECAResidual.apply(x, identity, weight)
         gate = _gate(x.mean((2, 3)), weight)
+        if self.gate_sink is not None:
+            self.gate_sink(self, gate)
         return torch.addcmul(identity, x, gate, out=x if inplace else None)
 
     def forward_affine_residual(self, y: Tensor, identity: Tensor,
@@ -128,13 +146,18 @@ class ECALayer(nn.Module):
         if not self.fused:
             c = scale.numel()
             x = y * scale.view(1, c, 1, 1) + shift.view(1, c, 1, 1)
-            return identity + eca_reference(x, self.conv.weight)
+            gate = eca_gate_reference(x, self.conv.weight)
+            if self.gate_sink is not None:
+                self.gate_sink(self, gate)
+            return identity + x * gate.expand_as(x)
         if graph_capture():
             z = F.batch_norm(y, torch.zeros_like(scale),
                              torch.ones_like(scale), scale, shift, False,
                              0.0, 0.0)
             return self.forward_pooled_residual(z, identity, pooled)
         gate = _gate(pooled, self.conv.weight)
+        if self.gate_sink is not None:
+            self.gate_sink(self, gate)
         c = gate.shape[1]
         gate_scale = (scale.view(1, c, 1, 1) * gate).to(y.dtype)
         gate_shift = (shift.view(1, c, 1, 1) * gate).to(y.dtype)
@@ -150,8 +173,10 @@ class ECALayer(nn.Module):
         """``identity + x * gate`` with the gate of ``pooled``
         (``x.mean((2, 3))``, computed by the caller, e.g. from a cheaper
         tensor), in plain tensor ops: the form for graph capture."""
-        return _add_scaled(identity, x,
-                           _plain_gate(pooled, self.conv.weight, x.dtype))
+        gate = _plain_gate(pooled, self.conv.weight, x.dtype)
+        if self.gate_sink is not None:
+            self.gate_sink(self, gate)
+        return _add_scaled(identity, x, gate)
 
     def extra_repr(self) -> str:
         return f'k_size={self.k_size}, fused={self.fused}'
@@ -311,14 +336,17 @@ class _ScaleShiftResidual(torch.autograd.Function):
                 grad_shift)
 
 
-def eca_reference(x: Tensor, weight: Tensor) -> Tensor:
-    """Straightforward ECA, as written in the paper, for comparisons.
-
-    Pools with ``adaptive_avg_pool2d``, transposes to run the 1-D conv
-    across channels and transposes back, then scales ``x``.
-    """
+def eca_gate_reference(x: Tensor, weight: Tensor) -> Tensor:
+    """The gate of :func:`eca_reference`, (N, C, 1, 1): pools with
+    ``adaptive_avg_pool2d``, transposes to run the 1-D conv across channels
+    and transposes back, then the sigmoid."""
     k = weight.shape[-1]
     y = F.adaptive_avg_pool2d(x, 1)                       # N, C, 1, 1
     y = F.conv1d(y.squeeze(-1).transpose(-1, -2), weight, padding=k // 2)
-    y = torch.sigmoid(y.transpose(-1, -2).unsqueeze(-1))  # N, C, 1, 1
-    return x * y.expand_as(x)
+    return torch.sigmoid(y.transpose(-1, -2).unsqueeze(-1))  # N, C, 1, 1
+
+
+def eca_reference(x: Tensor, weight: Tensor) -> Tensor:
+    """Straightforward ECA, as written in the paper, for comparisons:
+    ``x`` scaled by :func:`eca_gate_reference`."""
+    return x * eca_gate_reference(x, weight).expand_as(x)
