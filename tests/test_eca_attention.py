@@ -1,12 +1,22 @@
 """The attention explorer: recording ECA gates (fused = paper form = a gate
 computed by hand from the conv weights), the analysis, the tool and the
 training hook."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
+from tools_testlib import REPO, explain, make_dataset, run_tool, write_config
 
-from eca_mmdet.models import (ECALayer, ECAResNet, NoEcaLayersError,
-                              record_gates)
+from eca_mmdet.apis.attention import _backbone_input, explore_attention
+from eca_mmdet.models import (
+    ECALayer,
+    ECAResNet,
+    NoEcaLayersError,
+    record_gates,
+)
 
 
 def _tiny_backbone(depth: int, fused: bool = True,
@@ -84,7 +94,7 @@ def test_recorded_gates_fused_paper_and_by_hand(depth):
     # gates spread out (random conv weights): the comparison is not vacuous
     assert torch.cat([g.flatten() for g in hand.values()]).std() > 0.05
     # recording changed neither the result nor the layers afterwards
-    for a, b in zip(out_fused, plain_out):
+    for a, b in zip(out_fused, plain_out, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert all('gate_sink' not in m.__dict__ for m in fused.modules())
 
@@ -111,3 +121,200 @@ def test_record_gates_without_eca_layers():
     with pytest.raises(NoEcaLayersError, match='no ECA layers'):
         with record_gates(torch.nn.Conv2d(3, 3, 1)):
             pass
+
+
+# --------------------------------------------------------------------------
+# The tool on converted weights, on a detector, its errors; the hook
+# --------------------------------------------------------------------------
+BACKBONE = dict(type='ECAResNet', depth=50, stem_channels=8, base_channels=8,
+                eca_k_size=None)
+
+
+def _cli(argv, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'eca_attention_tool', REPO / 'tools' / 'eca_attention.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from eca_mmdet.apis.common import run_cli
+    code = run_cli(tool.main, tool.build_parser(), [str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    """A converted-format checkpoint (state_dict + meta.backbone) of a tiny
+    random ECA-ResNet-50 with random BN statistics, and three images."""
+    import mmcv
+    root = tmp_path_factory.mktemp('converted')
+    model = _tiny_backbone(50, seed=3)
+    ckpt = root / 'eca_r50_converted.pth'
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(backbone=dict(BACKBONE), layout='test')), ckpt)
+    rng = np.random.default_rng(0)
+    images = []
+    for i, (h, w) in enumerate([(40, 56), (64, 48), (50, 50)]):
+        path = root / f'img{i}.png'
+        mmcv.imwrite(rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+                     str(path))
+        images.append(str(path))
+    paper_cfg = root / 'backbone_paper_form.py'
+    paper_cfg.write_text(f'model = {dict(BACKBONE, eca_fused=False)!r}\n')
+    return dict(root=root, ckpt=ckpt, images=images, model=model,
+                paper_cfg=paper_cfg)
+
+
+def test_tool_on_converted_backbone(converted, capsys):
+    out = converted['root'] / 'fused'
+    code, cap = _cli([converted['ckpt'], '--backbone-only', '--images',
+                      *converted['images'], '--img-size', '32',
+                      '--out', out], capsys)
+    assert code == 0, cap.err
+    assert 'stage4' in cap.out and 'wrote' in cap.out
+    summary = explore_attention(
+        str(converted['paper_cfg']), str(converted['ckpt']),
+        str(converted['root'] / 'paper'), images=converted['images'],
+        img_size=32, progress=False)
+    fused = np.load(out / 'gates.npz')
+    paper = np.load(summary['paths']['gates'])
+    blocks = list(fused['blocks'])
+    assert blocks == list(paper['blocks']) and len(blocks) == 16
+    assert list(fused['image_files']) == converted['images']
+    assert fused['image_classes'].shape == (3, 0)
+    model = converted['model']
+    for i, path in enumerate(converted['images']):
+        hand = _hand_gates(model, _backbone_input(path, 32))
+        for name in blocks:
+            assert fused[name].shape == (3, hand[name].shape[1])
+            np.testing.assert_allclose(fused[name][i], hand[name][0],
+                                       rtol=0, atol=1e-6)
+            np.testing.assert_allclose(paper[name][i], hand[name][0],
+                                       rtol=0, atol=1e-6)
+    assert (out / 'class_mean_gates.png').stat().st_size > 1000
+    assert (out / 'stage_histograms.png').stat().st_size > 1000
+    assert not (out / 'class_offsets.png').exists()  # no classes
+
+
+@pytest.fixture(scope='module')
+def tiny_detector(tmp_path_factory):
+    """The tiny shapes set, its config and a random detector checkpoint."""
+    from eca_mmdet.apis import load_detector
+    root = tmp_path_factory.mktemp('detector')
+    data = make_dataset(root / 'shapes')
+    config = write_config(root / 'tiny_shapes.py', data)
+    torch.manual_seed(0)
+    model = load_detector(str(config))
+    for m in model.backbone.modules():
+        if isinstance(m, ECALayer):
+            m.conv.weight.data.normal_(0, 1.0)
+    ckpt = root / 'random.pth'
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=model.dataset_meta)), ckpt)
+    return dict(root=root, data=data, config=config, ckpt=ckpt)
+
+
+def test_tool_on_detector_annotations_and_predictions(tiny_detector,
+                                                      capsys):
+    from pycocotools.coco import COCO
+    d = tiny_detector
+    ann = d['data'] / 'annotations' / 'instances_val.json'
+    out = d['root'] / 'ann'
+    code, cap = _cli([d['config'], d['ckpt'], '--ann', ann, '--out', out,
+                      '--blocks', 'layer1.0', 'layer4.1'], capsys)
+    assert code == 0, cap.err
+    by_ann = np.load(out / 'gates.npz')
+    coco = COCO(str(ann))
+    ids = sorted(coco.imgs)
+    assert list(by_ann['image_ids']) == ids
+    names = [coco.cats[c]['name'] for c in sorted(coco.cats)]
+    assert list(by_ann['class_names']) == names
+    for row, img_id in enumerate(ids):
+        expect = {coco.cats[a['category_id']]['name']
+                  for a in coco.imgToAnns[img_id] if not a.get('iscrowd')}
+        got = {n for n, has in zip(names, by_ann['image_classes'][row],
+                                       strict=True)
+               if has}
+        assert got == expect
+    for png in ('class_mean_gates', 'class_offsets', 'stage_histograms'):
+        assert (out / f'{png}.png').stat().st_size > 1000
+    stats = json.loads((out / 'stage_stats.json').read_text())
+    assert set(stats['stages']) == {'stage1', 'stage2', 'stage3', 'stage4'}
+    # the full detector on the same images (classes from predictions)
+    # records the gates the backbone-only --ann path does
+    files = [str(f) for f in by_ann['image_files']]
+    summary = explore_attention(str(d['config']), str(d['ckpt']),
+                                str(d['root'] / 'pred'), images=files,
+                                score_thr=0.0, progress=False)
+    by_pred = np.load(summary['paths']['gates'])
+    for name in by_ann['blocks']:
+        np.testing.assert_array_equal(by_ann[name], by_pred[name])
+    assert by_pred['image_classes'].any()  # score_thr 0: some predictions
+    assert list(by_pred['class_names']) == ['circle', 'square', 'triangle',
+                                            'star']
+
+
+def test_tool_errors(tiny_detector, converted, capsys):
+    d = tiny_detector
+    ann = d['data'] / 'annotations' / 'instances_val.json'
+    out = d['root'] / 'err'
+    plain_cfg = d['root'] / 'plain_resnet.py'
+    plain_cfg.write_text(
+        "_base_ = './tiny_shapes.py'\n"
+        "model = dict(backbone=dict(_delete_=True, type='ResNet', depth=18,"
+        " stem_channels=16, base_channels=16, init_cfg=None))\n")
+    from eca_mmdet.apis import load_detector
+    plain = d['root'] / 'plain.pth'
+    torch.save(dict(state_dict=load_detector(str(plain_cfg)).state_dict()),
+               plain)
+    cases = [
+        ([plain_cfg, plain, '--ann', ann], 'has no ECA layers'),
+        ([d['config'], d['root'] / 'nope.pth', '--ann', ann],
+         'checkpoint not found'),
+        ([d['config'], d['ckpt'], '--ann', d['root'] / 'nope.json'],
+         'annotation file not found'),
+        ([d['config'], d['ckpt'], '--ann', ann, '--img-dir', d['root']],
+         'not in'),
+        ([d['config'], d['ckpt'], '--ann', ann, '--blocks', 'layer9.0'],
+         'no such ECA block: layer9.0'),
+        ([d['config'], d['ckpt'], '--images', d['root'] / 'nope.png'],
+         'no such image'),
+        ([converted['ckpt'], '--images', *converted['images']],
+         'CHECKPOINT alone with --backbone-only'),
+        ([d['config'], d['ckpt'], '--ann', ann, '--max-images', '0'],
+         '--max-images must be >= 1'),
+    ]
+    for argv, message in cases:
+        code, cap = _cli([*argv, '--out', out], capsys)
+        assert code == 1, (argv, cap)
+        lines = cap.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: '), cap.err
+        assert message in lines[0], (message, lines[0])
+
+
+def test_gate_stats_hook_logs_curves(tiny_detector):
+    """One epoch with a validation: the hook's per-stage statistics land in
+    scalars.json and the curves tool draws the between-class distances."""
+    from eca_mmdet.visualization.curves import curve_panels, read_run_curves
+    d = tiny_detector
+    config = write_config(d['root'] / 'hooked.py', d['data'], max_epochs=1,
+                          custom_hooks=[dict(type='EcaGateStatsHook')])
+    with open(config, 'a') as f:
+        f.write("train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1,"
+                " val_interval=1, val_begin=1)\n")
+    work = d['root'] / 'hooked_work'
+    proc = run_tool(['train.py', config, '--work-dir', work], cwd=d['root'])
+    assert proc.returncode == 0, explain(proc)
+    [scalars] = list(work.glob('*/vis_data/scalars.json'))
+    val = [json.loads(line) for line in scalars.read_text().splitlines()
+           if 'coco/bbox_mAP' in line]
+    assert len(val) == 1 and val[0]['step'] == 1
+    for stage in ('stage1', 'stage2', 'stage3', 'stage4'):
+        mean, std = val[0][f'eca/{stage}_mean'], val[0][f'eca/{stage}_std']
+        assert 0 < mean < 1 and 0 < std < 0.5
+        assert val[0][f'eca/{stage}_between'] >= 0
+    panels = curve_panels([read_run_curves(str(work))])
+    assert 'eca/stage1_between' in panels and 'coco/bbox_mAP' in panels
+    assert 'eca/stage1_mean' not in panels  # --val-keys 'eca/*' for those
+    proc = run_tool(['plot_curves.py', work, '--out', work / 'c.png',
+                     '--val-keys', 'eca/*'], cwd=d['root'])
+    assert proc.returncode == 0, explain(proc)
+    assert 'eca/stage4_std' in proc.stdout

@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--val-keys', nargs='+', default=DEFAULT_VAL_KEYS,
                         metavar='PATTERN',
                         help='validation metrics to draw (fnmatch patterns; '
-                        "default '*mAP': coco/bbox_mAP and coco/segm_mAP)")
+                        "default '*mAP' 'eca/*_between': coco/bbox_mAP, "
+                        'coco/segm_mAP and, from EcaGateStatsHook, the ECA '
+                        "gates' distance between classes per stage; "
+                        "'eca/*' for all gate statistics)")
     parser.add_argument('--title', help='figure title')
     return parser
 

@@ -30,16 +30,25 @@ import torch.nn.functional as F
 from mmengine.utils import ProgressBar
 
 from ..engine.atomic_io import atomic_writer
-from ..engine.checkpoint import (checkpoint_mismatch, safe_torch_load,
-                                 state_dict_of)
+from ..engine.checkpoint import (
+    checkpoint_mismatch,
+    safe_torch_load,
+    state_dict_of,
+)
 from ..engine.errors import first_line
 from ..models import ECAResNet, eca_layers, record_gates
-from ..visualization.attention import (AttentionError, GateSet,
-                                       between_by_chance,
-                                       default_line_blocks, out_paths,
-                                       plot_class_lines, plot_offset_heatmap,
-                                       plot_stage_histograms, save_gates,
-                                       stage_stats)
+from ..visualization.attention import (
+    AttentionError,
+    GateSet,
+    between_by_chance,
+    default_line_blocks,
+    out_paths,
+    plot_class_lines,
+    plot_offset_heatmap,
+    plot_stage_histograms,
+    save_gates,
+    stage_stats,
+)
 from ..visualization.render import read_image
 from .common import load_config
 from .inference import load_detector, predict
@@ -320,7 +329,8 @@ def write_outputs(gate_set: GateSet, out_dir: str,
     counts = gate_set.image_classes.sum(0).tolist()
     with atomic_writer(paths['stats']) as f:
         f.write(json.dumps(dict(
-            images=n, classes=dict(zip(gate_set.class_names, counts)),
+            images=n, classes=dict(zip(gate_set.class_names, counts,
+                                        strict=True)),
             stages=stats), indent=1, allow_nan=True).encode())
     return dict(paths=paths, stats=stats, images=n,
                 classes=list(gate_set.class_names))

@@ -11,13 +11,16 @@
 * ``EpochSeedHook`` (:mod:`.epoch_seed`): reseeds every epoch so a resumed
   run repeats an uninterrupted one;
 * ``SafeImageLoadingHook`` (:mod:`.image_loading`): skips unreadable training
-  images, stops evaluation at one, naming it.
+  images, stops evaluation at one, naming it;
+* ``EcaGateStatsHook`` (:mod:`.eca_gate_stats`, opt-in): per-stage ECA gate
+  statistics after each validation, into the run's scalars.
 
 The project's configs list the safety hooks (``NonFiniteLossHook``,
 ``EpochSeedHook``, ``SafeImageLoadingHook``) in ``custom_hooks``, so mmdet's
 own ``tools/train.py`` keeps them; our ``tools/train.py`` adds any that a
 config lacks.
 """
+from .eca_gate_stats import EcaGateStatsHook
 from .epoch_seed import EpochSeedHook
 from .image_loading import SafeImageLoadingHook
 from .lr_scale import ScaleLrHook
@@ -26,6 +29,7 @@ from .progress_gif import ProgressGifHook
 from .render import RenderPredictionsHook
 
 __all__ = [
-    'EpochSeedHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressGifHook',
-    'RenderPredictionsHook', 'SafeImageLoadingHook', 'ScaleLrHook'
+    'EcaGateStatsHook', 'EpochSeedHook', 'NonFiniteLossError',
+    'NonFiniteLossHook', 'ProgressGifHook', 'RenderPredictionsHook',
+    'SafeImageLoadingHook', 'ScaleLrHook'
 ]

@@ -23,7 +23,9 @@ __all__ = [
     'read_run_curves'
 ]
 
-DEFAULT_VAL_KEYS = ('*mAP',)
+# The mAPs, and the ECA gates' distance between classes per stage when the
+# run logged them (EcaGateStatsHook).
+DEFAULT_VAL_KEYS = ('*mAP', 'eca/*_between')
 # Logged by mmengine next to the losses, not worth a panel.
 _NOT_CURVES = {'epoch', 'iter', 'step', 'time', 'data_time', 'memory',
                'grad_norm', 'acc'}
