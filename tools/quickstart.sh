@@ -47,6 +47,9 @@ step "4/4 renderings of 8 val images"
 $PY tools/visualize.py "$CONFIG" "$CKPT" $(ls "$DATA"/val/*.png | head -8) \
   --out-dir "$WORK/renderings" --gt "$DATA/annotations/instances_val.json"
 $PY tools/plot_curves.py "$WORK" --labels "ECA-ResNet-18 (shapes)" --out "$WORK/curves.png"
+# what the ECA layers learned: gates per class on the val images (~20 s)
+$PY tools/eca_attention.py "$CONFIG" "$CKPT" --ann "$DATA/annotations/instances_val.json" \
+  --max-images 100 --out "$WORK/attention"
 $PY - "$WORK" <<'PYEOF'
 import json, sys
 work = sys.argv[1]
@@ -57,5 +60,6 @@ detections:   {work}/test/results.bbox.json, results.segm.json
 renderings:   {work}/renderings/ (contact_sheet.png), {work}/test/vis/
 progress GIF: {work}/progress.gif
 curves:       {work}/curves.png
+ECA gates:    {work}/attention/ (class_mean_gates.png, class_offsets.png, stage_histograms.png, gates.npz)
 checkpoints:  {work}/epoch_*.pth""")
 PYEOF
