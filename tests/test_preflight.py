@@ -3,6 +3,7 @@ line naming the path and the override (exit 1, no traceback)."""
 import shutil
 
 import pytest
+import torch
 from tools_testlib import (REPO, explain, free_port, make_dataset, run_tool,
                            tool_env, write_config)
 
@@ -118,7 +119,7 @@ def test_missing_pretrained_checkpoint(shapes, tmp_path):
     preflight_check(cfg, 'test')
     # present -> fine
     (tmp_path / 'checkpoints').mkdir()
-    open(ckpt, 'wb').close()
+    torch.save({'state_dict': {}}, ckpt)
     preflight_check(cfg, 'train')
 
 
