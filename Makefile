@@ -6,6 +6,8 @@ install:
 	bash tools/install.sh
 
 test:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
 
 quickstart:

@@ -6,6 +6,7 @@ compiled ops, against the installed torch (``make install`` does this):
     pip install torch numpy wheel ninja "setuptools<70"
     MAX_JOBS=2 pip install --no-build-isolation "mmcv==2.1.0"
 """
+
 import os
 import shutil
 
@@ -23,8 +24,12 @@ class BuildPyWithConfigs(build_py):
         if getattr(self, 'editable_mode', False):
             return
         target = os.path.join(self.build_lib, 'eca_mmdet', '.mim', 'configs')
-        shutil.copytree('configs', target, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        shutil.copytree(
+            'configs',
+            target,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns('__pycache__', '*.pyc'),
+        )
 
 
 setup(
@@ -57,7 +62,8 @@ setup(
     # release (the newest ml_dtypes needs numpy 2).
     extras_require={
         'onnx': ['onnx', 'onnxruntime'],
-        'tests': ['pytest', 'onnx', 'onnxruntime'],
+        # ruff pinned: its formatter's output changes between releases
+        'tests': ['pytest', 'ruff==0.17.6', 'onnx', 'onnxruntime'],
     },
     license='Apache-2.0',
     cmdclass={'build_py': BuildPyWithConfigs},

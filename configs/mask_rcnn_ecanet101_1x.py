@@ -9,4 +9,7 @@ model = dict(
         eca_k_size=(3, 3, 5, 7),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/ecanet101_k3357_mmdet.pth')))
+            checkpoint='checkpoints/ecanet101_k3357_mmdet.pth',
+        ),
+    )
+)

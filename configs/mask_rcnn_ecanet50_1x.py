@@ -5,7 +5,7 @@
 # SGD lr 0.02 is for 16 images per step; auto_scale_lr rescales it to yours.
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-    './_base_/eca_runtime.py'
+    './_base_/eca_runtime.py',
 ]
 
 model = dict(
@@ -14,6 +14,9 @@ model = dict(
         eca_k_size=(3, 5, 5, 7),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth')))
+            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth',
+        ),
+    )
+)
 
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -9,5 +9,7 @@ model = dict(
         arch='ecaresnet50d',
         eca_k_size=None,
         init_cfg=dict(
-            type='Pretrained',
-            checkpoint='checkpoints/ecaresnet50d_mmdet.pth')))
+            type='Pretrained', checkpoint='checkpoints/ecaresnet50d_mmdet.pth'
+        ),
+    )
+)

@@ -4,7 +4,7 @@
 #       checkpoints/ecanet50_k3557_mmdet.pth
 _base_ = [
     'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
-    './_base_/eca_runtime.py'
+    './_base_/eca_runtime.py',
 ]
 
 model = dict(
@@ -13,6 +13,9 @@ model = dict(
         eca_k_size=(3, 5, 5, 7),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth')))
+            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth',
+        ),
+    )
+)
 
 auto_scale_lr = dict(enable=True, base_batch_size=16)

@@ -6,10 +6,13 @@ loader and the CPU DDP wrapper. It changes nothing else in mmengine or torch.
 The workarounds for the stack are explicit: ``eca_mmdet.stack_fixes`` (see
 :mod:`eca_mmdet.engine.fixes`).
 """
-from . import models  # noqa: F401  (ECAResNet, ECALayer)
-from . import engine  # noqa: F401  (CPUDistributedDataParallel)
-from . import hooks  # noqa: F401  (safety, progress and rendering hooks)
-from . import datasets  # noqa: F401  (SafeLoadImageFromFile)
+
+from . import (
+    datasets,  # noqa: F401  (SafeLoadImageFromFile)
+    engine,  # noqa: F401  (CPUDistributedDataParallel)
+    hooks,  # noqa: F401  (safety, progress and rendering hooks)
+    models,  # noqa: F401  (ECAResNet, ECALayer)
+)
 from .config_files import config_path
 
 __all__ = ['config_path']

@@ -7,6 +7,7 @@ other load) hit both alike. Two figures: the ratio of the fastest runs
 interference only adds time, so the fastest runs are the least disturbed)
 and the median of the per-pair ratios A/B, with their min and max.
 """
+
 import math
 import statistics
 import time
@@ -16,10 +17,13 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
+CPU = torch.device('cpu')
+
 
 @dataclass
 class PairTiming:
     """Result of one A/B case: seconds per call and the A/B ratios."""
+
     name: str
     a_label: str
     b_label: str
@@ -38,8 +42,10 @@ class PairTiming:
 
     def summary(self) -> Dict[str, float]:
         ratios = self.ratios
-        a_fast, b_fast = self.fastest(self.a_seconds), \
-            self.fastest(self.b_seconds)
+        a_fast, b_fast = (
+            self.fastest(self.a_seconds),
+            self.fastest(self.b_seconds),
+        )
         return dict(
             a_fastest_s=a_fast,
             b_fastest_s=b_fast,
@@ -49,7 +55,8 @@ class PairTiming:
             ratio_median=statistics.median(ratios),
             ratio_min=min(ratios),
             ratio_max=max(ratios),
-            pairs=len(ratios))
+            pairs=len(ratios),
+        )
 
     def to_dict(self) -> dict:
         return dict(asdict(self), **self.summary())
@@ -60,12 +67,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_pairs(name: str, run_a: Callable[[], object],
-               run_b: Callable[[], object], pairs: int = 15,
-               warmup: int = 2, device: torch.device = torch.device('cpu'),
-               a_label: str = 'eca', b_label: str = 'plain',
-               progress: Optional[Callable[[str], None]] = None
-               ) -> PairTiming:
+def time_pairs(
+    name: str,
+    run_a: Callable[[], object],
+    run_b: Callable[[], object],
+    pairs: int = 15,
+    warmup: int = 2,
+    device: torch.device = CPU,
+    a_label: str = 'eca',
+    b_label: str = 'plain',
+    progress: Optional[Callable[[str], None]] = None,
+) -> PairTiming:
     """Time ``run_a`` and ``run_b`` alternately: ``warmup`` untimed pairs,
     then ``pairs`` timed ones (the order within a pair alternates too)."""
     result = PairTiming(name, a_label, b_label)
@@ -73,15 +85,16 @@ def time_pairs(name: str, run_a: Callable[[], object],
         run_a(), run_b()
     for i in range(pairs):
         order = [(run_a, result.a_seconds), (run_b, result.b_seconds)]
-        for run, out in (order if i % 2 == 0 else order[::-1]):
+        for run, out in order if i % 2 == 0 else order[::-1]:
             _sync(device)
             start = time.perf_counter()
             run()
             _sync(device)
             out.append(time.perf_counter() - start)
         if progress is not None:
-            progress(f'{name}: pair {i + 1}/{pairs} '
-                     f'ratio {result.ratios[-1]:.3f}')
+            progress(
+                f'{name}: pair {i + 1}/{pairs} ratio {result.ratios[-1]:.3f}'
+            )
     return result
 
 
@@ -92,6 +105,7 @@ def inference_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     def run():
         with torch.no_grad():
             return model(x)
+
     return run
 
 
@@ -103,6 +117,7 @@ def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         model.zero_grad(set_to_none=True)
         outs = model(x)
         sum(o.float().mean() for o in outs).backward()
+
     return run
 
 
@@ -118,38 +133,67 @@ def make_eca_twin(eca: nn.Module, plain: nn.Module) -> None:
     from mmdet.models.backbones.resnet import Bottleneck
 
     from .models import ECALayer
+
     own, state = eca.state_dict(), plain.state_dict()
-    differ = [k for k in own if '.eca.' not in k and (
-        k not in state or state[k].shape != own[k].shape)]
+    differ = [
+        k
+        for k in own
+        if '.eca.' not in k
+        and (k not in state or state[k].shape != own[k].shape)
+    ]
     differ += [k for k in state if k not in own]
     if differ:
         raise ValueError(
-            f'the two models differ by more than ECA: {differ[:3]}')
+            f'the two models differ by more than ECA: {differ[:3]}'
+        )
     eca.load_state_dict(state, strict=False)
     with torch.no_grad():
         for block in eca.modules():
             if not isinstance(getattr(block, 'eca', None), ECALayer):
                 continue
             block.eca.conv.weight.zero_()
-            last = block.norm3 if isinstance(block, Bottleneck) \
-                else block.norm2
+            last = (
+                block.norm3 if isinstance(block, Bottleneck) else block.norm2
+            )
             last.weight.mul_(2)
             last.bias.mul_(2)
 
 
 def format_table(results: List[PairTiming]) -> str:
     """A plain-text table: one row per case."""
-    rows = [('case', 'A', 'B', 'A s fastest', 'B s fastest', 'A/B fastest',
-             'A/B median', 'min', 'max', 'pairs')]
+    rows = [
+        (
+            'case',
+            'A',
+            'B',
+            'A s fastest',
+            'B s fastest',
+            'A/B fastest',
+            'A/B median',
+            'min',
+            'max',
+            'pairs',
+        )
+    ]
     for r in results:
         s = r.summary()
-        rows.append((r.name, r.a_label, r.b_label, f'{s["a_fastest_s"]:.4f}',
-                     f'{s["b_fastest_s"]:.4f}', f'{s["ratio_fastest"]:.4f}',
-                     f'{s["ratio_median"]:.4f}',
-                     f'{s["ratio_min"]:.4f}', f'{s["ratio_max"]:.4f}',
-                     str(s['pairs'])))
+        rows.append(
+            (
+                r.name,
+                r.a_label,
+                r.b_label,
+                f'{s["a_fastest_s"]:.4f}',
+                f'{s["b_fastest_s"]:.4f}',
+                f'{s["ratio_fastest"]:.4f}',
+                f'{s["ratio_median"]:.4f}',
+                f'{s["ratio_min"]:.4f}',
+                f'{s["ratio_max"]:.4f}',
+                str(s['pairs']),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths))
-             for row in rows]
+    lines = [
+        '  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in rows
+    ]
     lines.insert(1, '  '.join('-' * w for w in widths))
     return '\n'.join(lines)

@@ -11,6 +11,7 @@ Configs are looked up in the installed package (``eca_mmdet/.mim/configs``,
 filled by ``setup.py`` for non-editable installs) and then in the checkout's
 ``configs/`` (editable installs).
 """
+
 import os.path as osp
 from typing import List
 
@@ -21,8 +22,10 @@ _PACKAGE = osp.dirname(osp.abspath(__file__))
 
 def config_dirs() -> List[str]:
     """The folders searched by :func:`config_path`, existing ones only."""
-    dirs = [osp.join(_PACKAGE, '.mim', 'configs'),
-            osp.join(osp.dirname(_PACKAGE), 'configs')]
+    dirs = [
+        osp.join(_PACKAGE, '.mim', 'configs'),
+        osp.join(osp.dirname(_PACKAGE), 'configs'),
+    ]
     return [d for d in dirs if osp.isdir(d)]
 
 
@@ -41,4 +44,5 @@ def config_path(name: str) -> str:
     raise FileNotFoundError(
         f'eca_mmdet has no config {name!r} (looked in '
         f'{", ".join(config_dirs()) or "no config folder"}); the project '
-        'configs are the files under configs/ of the repository')
+        'configs are the files under configs/ of the repository'
+    )

@@ -9,6 +9,7 @@ torch >= 2.6), ``torchvision://`` refused only where torchvision cannot be
 imported, atomic checkpoint writes. ``import eca_mmdet`` alone does none of
 this. See :mod:`eca_mmdet.engine.fixes`.
 """
+
 from .engine.fixes import enable_stack_fixes
 
 enable_stack_fixes()

@@ -6,6 +6,7 @@
   only, driven by the *source* state dict's keys and shapes, returning the
   outputs of the 4 residual stages (C2..C5).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 StateDict = Dict[str, Tensor]
-PRUNED_JSON = Path(__file__).resolve().parents[1] / 'eca_mmdet' / 'models' / 'pruned_widths.json'
+PRUNED_JSON = (
+    Path(__file__).resolve().parents[1]
+    / 'eca_mmdet'
+    / 'models'
+    / 'pruned_widths.json'
+)
 
 # official ECANet: depth -> (bottleneck?, blocks per stage)
 OFFICIAL_DEPTHS = {
@@ -56,11 +62,17 @@ class _Gen:
         return torch.randn(*shape, generator=self.g).to(self.dtype) * std
 
     def uniform(self, lo: float, hi: float, *shape: int) -> Tensor:
-        return lo + (hi - lo) * torch.rand(*shape, generator=self.g).to(self.dtype)
+        return lo + (hi - lo) * torch.rand(*shape, generator=self.g).to(
+            self.dtype
+        )
 
-    def conv(self, out_ch: int, in_ch: int, k: int, gain: float = math.sqrt(2.0)) -> Tensor:
+    def conv(
+        self, out_ch: int, in_ch: int, k: int, gain: float = math.sqrt(2.0)
+    ) -> Tensor:
         """Kaiming-normal-ish conv weight (``gain`` < sqrt 2 damps a branch)."""
-        return self.normal(out_ch, in_ch, k, k, std=gain / math.sqrt(in_ch * k * k))
+        return self.normal(
+            out_ch, in_ch, k, k, std=gain / math.sqrt(in_ch * k * k)
+        )
 
     def bn(self, sd: StateDict, prefix: str, ch: int, nbt: bool) -> None:
         sd[prefix + '.weight'] = self.uniform(0.5, 1.5, ch)
@@ -68,18 +80,33 @@ class _Gen:
         sd[prefix + '.running_mean'] = self.normal(ch, std=0.05)
         sd[prefix + '.running_var'] = self.uniform(0.5, 1.5, ch)
         if nbt:
-            sd[prefix + '.num_batches_tracked'] = torch.tensor(12345, dtype=torch.long)
+            sd[prefix + '.num_batches_tracked'] = torch.tensor(
+                12345, dtype=torch.long
+            )
 
 
 def _stages(bottleneck: bool, blocks: Sequence[int]) -> List[dict]:
     """Standard widths: per stage {'out': C, 'blocks': [(c1, c2), ...]}."""
     exp = 4 if bottleneck else 1
-    return [dict(out=64 * 2**s * exp, blocks=[(64 * 2**s,) * 2] * n) for s, n in enumerate(blocks)]
+    return [
+        dict(out=64 * 2**s * exp, blocks=[(64 * 2**s,) * 2] * n)
+        for s, n in enumerate(blocks)
+    ]
 
 
-def _build(g: _Gen, *, stem: Tuple[int, ...], stages: List[dict], bottleneck: bool,
-           ks: Sequence[int], avg_down: bool, eca_name: str, nbt: bool, fc: bool,
-           in_ch: int = 3) -> StateDict:
+def _build(
+    g: _Gen,
+    *,
+    stem: Tuple[int, ...],
+    stages: List[dict],
+    bottleneck: bool,
+    ks: Sequence[int],
+    avg_down: bool,
+    eca_name: str,
+    nbt: bool,
+    fc: bool,
+    in_ch: int = 3,
+) -> StateDict:
     sd: StateDict = {}
     if len(stem) == 1:
         sd['conv1.weight'] = g.conv(stem[0], in_ch, 7)
@@ -119,25 +146,51 @@ def _build(g: _Gen, *, stem: Tuple[int, ...], stages: List[dict], bottleneck: bo
     return sd
 
 
-def official_state_dict(depth: int, ks: Sequence[int], *, seed: int = 0, nbt: bool = True,
-                        fc: bool = True, dtype: torch.dtype = torch.float64) -> StateDict:
+def official_state_dict(
+    depth: int,
+    ks: Sequence[int],
+    *,
+    seed: int = 0,
+    nbt: bool = True,
+    fc: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> StateDict:
     """Random official-ECANet ``eca_resnet{depth}`` weights (no ``module.``)."""
     bottleneck, blocks = OFFICIAL_DEPTHS[depth]
-    return _build(_Gen(seed, dtype), stem=(64,), stages=_stages(bottleneck, blocks),
-                  bottleneck=bottleneck, ks=ks, avg_down=False, eca_name='eca', nbt=nbt, fc=fc)
+    return _build(
+        _Gen(seed, dtype),
+        stem=(64,),
+        stages=_stages(bottleneck, blocks),
+        bottleneck=bottleneck,
+        ks=ks,
+        avg_down=False,
+        eca_name='eca',
+        nbt=nbt,
+        fc=fc,
+    )
 
 
 def pruned_spec(arch: str) -> Tuple[Tuple[int, ...], List[dict]]:
     """(stem widths, stages) of a pruned timm arch, from the JSON data file."""
     spec = json.loads(PRUNED_JSON.read_text())[arch]
-    stages = [dict(out=st['out'], blocks=[tuple(b) for b in st['blocks']]) for st in spec['stages']]
+    stages = [
+        dict(out=st['out'], blocks=[tuple(b) for b in st['blocks']])
+        for st in spec['stages']
+    ]
     return tuple(spec['stem']), stages
 
 
-def timm_state_dict(arch: str, ks: Sequence[int] = TIMM_K, *, seed: int = 0, nbt: bool = True,
-                    fc: bool = True, dtype: torch.dtype = torch.float64,
-                    blocks: Optional[Sequence[int]] = None,
-                    stem: Optional[Tuple[int, ...]] = None) -> StateDict:
+def timm_state_dict(
+    arch: str,
+    ks: Sequence[int] = TIMM_K,
+    *,
+    seed: int = 0,
+    nbt: bool = True,
+    fc: bool = True,
+    dtype: torch.dtype = torch.float64,
+    blocks: Optional[Sequence[int]] = None,
+    stem: Optional[Tuple[int, ...]] = None,
+) -> StateDict:
     """Random timm ``arch`` weights (``blocks``/``stem`` override the arch's,
     for nets that are no timm arch)."""
     if TIMM_ARCHS[arch] is None:
@@ -146,14 +199,30 @@ def timm_state_dict(arch: str, ks: Sequence[int] = TIMM_K, *, seed: int = 0, nbt
         blocks_, stem_ = TIMM_ARCHS[arch]
         stages = _stages(True, blocks or blocks_)
     stem = stem or stem_
-    return _build(_Gen(seed, dtype), stem=stem, stages=stages, bottleneck=True, ks=ks,
-                  avg_down=True, eca_name='se', nbt=nbt, fc=fc)
+    return _build(
+        _Gen(seed, dtype),
+        stem=stem,
+        stages=stages,
+        bottleneck=True,
+        ks=ks,
+        avg_down=True,
+        eca_name='se',
+        nbt=nbt,
+        fc=fc,
+    )
 
 
 # ----------------------------------------------------------------- forward
 def _bn(x: Tensor, sd: StateDict, p: str) -> Tensor:
-    return F.batch_norm(x, sd[p + '.running_mean'], sd[p + '.running_var'],
-                        sd[p + '.weight'], sd[p + '.bias'], training=False, eps=1e-5)
+    return F.batch_norm(
+        x,
+        sd[p + '.running_mean'],
+        sd[p + '.running_var'],
+        sd[p + '.weight'],
+        sd[p + '.bias'],
+        training=False,
+        eps=1e-5,
+    )
 
 
 def _conv(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
@@ -162,21 +231,36 @@ def _conv(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
 
 def _eca(x: Tensor, w: Tensor) -> Tensor:
     n, c = x.shape[:2]
-    y = F.conv1d(x.mean(dim=(2, 3)).reshape(n, 1, c), w, padding=w.shape[-1] // 2)
+    y = F.conv1d(
+        x.mean(dim=(2, 3)).reshape(n, 1, c), w, padding=w.shape[-1] // 2
+    )
     return x * torch.sigmoid(y).reshape(n, c, 1, 1)
 
 
 def _shortcut(x: Tensor, sd: StateDict, p: str, stride: int) -> Tensor:
-    if p + 'downsample.1.weight' in sd and sd[p + 'downsample.1.weight'].dim() == 4:
+    if (
+        p + 'downsample.1.weight' in sd
+        and sd[p + 'downsample.1.weight'].dim() == 4
+    ):
         if stride > 1:  # avg-down: pool, then stride-1 1x1 conv
-            x = F.avg_pool2d(x, stride, stride, ceil_mode=True, count_include_pad=False)
-        return _bn(_conv(x, sd[p + 'downsample.1.weight']), sd, p + 'downsample.2')
+            x = F.avg_pool2d(
+                x, stride, stride, ceil_mode=True, count_include_pad=False
+            )
+        return _bn(
+            _conv(x, sd[p + 'downsample.1.weight']), sd, p + 'downsample.2'
+        )
     if p + 'downsample.0.weight' in sd:
-        return _bn(_conv(x, sd[p + 'downsample.0.weight'], stride), sd, p + 'downsample.1')
+        return _bn(
+            _conv(x, sd[p + 'downsample.0.weight'], stride),
+            sd,
+            p + 'downsample.1',
+        )
     return x
 
 
-def reference_stages(state_dict: StateDict, x: Tensor, layout: str) -> List[Tensor]:
+def reference_stages(
+    state_dict: StateDict, x: Tensor, layout: str
+) -> List[Tensor]:
     """Outputs of layer1..layer4 of the source network in eval mode.
 
     Args:
@@ -186,8 +270,12 @@ def reference_stages(state_dict: StateDict, x: Tensor, layout: str) -> List[Tens
         layout: ``'official'`` or ``'timm'``.
     """
     eca = {'official': 'eca', 'timm': 'se'}[layout]
-    sd = {k[7:] if k.startswith('module.') else k: v.to(x.dtype) if v.is_floating_point() else v
-          for k, v in state_dict.items()}
+    sd = {
+        k[7:] if k.startswith('module.') else k: v.to(x.dtype)
+        if v.is_floating_point()
+        else v
+        for k, v in state_dict.items()
+    }
     if 'conv1.0.weight' in sd:  # deep stem
         x = F.relu(_bn(_conv(x, sd['conv1.0.weight'], 2), sd, 'conv1.1'))
         x = F.relu(_bn(_conv(x, sd['conv1.3.weight']), sd, 'conv1.4'))
@@ -202,11 +290,21 @@ def reference_stages(state_dict: StateDict, x: Tensor, layout: str) -> List[Tens
             p = f'layer{s}.{b}.'
             stride = 2 if s > 1 and b == 0 else 1
             if p + 'conv3.weight' in sd:  # Bottleneck: stride on the 3x3 conv2
-                y = F.relu(_bn(_conv(x, sd[p + 'conv1.weight']), sd, p + 'bn1'))
-                y = F.relu(_bn(_conv(y, sd[p + 'conv2.weight'], stride), sd, p + 'bn2'))
+                y = F.relu(
+                    _bn(_conv(x, sd[p + 'conv1.weight']), sd, p + 'bn1')
+                )
+                y = F.relu(
+                    _bn(
+                        _conv(y, sd[p + 'conv2.weight'], stride), sd, p + 'bn2'
+                    )
+                )
                 y = _bn(_conv(y, sd[p + 'conv3.weight']), sd, p + 'bn3')
             else:  # BasicBlock: stride on the first 3x3 conv
-                y = F.relu(_bn(_conv(x, sd[p + 'conv1.weight'], stride), sd, p + 'bn1'))
+                y = F.relu(
+                    _bn(
+                        _conv(x, sd[p + 'conv1.weight'], stride), sd, p + 'bn1'
+                    )
+                )
                 y = _bn(_conv(y, sd[p + 'conv2.weight']), sd, p + 'bn2')
             y = _eca(y, sd[p + f'{eca}.conv.weight'])
             x = F.relu(y + _shortcut(x, sd, p, stride))

@@ -1,4 +1,5 @@
 """kill -9 during a checkpoint save never leaves a truncated file."""
+
 import os
 import signal
 import subprocess
@@ -9,10 +10,14 @@ import pytest
 import torch
 from mmengine.fileio import get_file_backend
 
-from eca_mmdet.engine import (AtomicLocalBackend, disable_stack_fixes,
-                              enable_stack_fixes, stack_fixes_enabled)
+from eca_mmdet.engine import (
+    AtomicLocalBackend,
+    disable_stack_fixes,
+    enable_stack_fixes,
+    stack_fixes_enabled,
+)
 
-WRITER = r'''
+WRITER = r"""
 import sys, torch
 import eca_mmdet.stack_fixes  # the config opt-in: atomic local writes
 from mmengine.fileio import get_file_backend
@@ -29,7 +34,7 @@ backend_cls.put = announced_put
 big = {'state_dict': {'w': torch.arange(100_000_000, dtype=torch.float32)}}
 while True:  # keep saving until killed
     save_checkpoint(big, path)
-'''
+"""
 
 
 def _wait_for(predicate, timeout=180):
@@ -49,8 +54,9 @@ def stack_fixes():
 
 
 def test_mmengine_uses_the_atomic_backend(tmp_path):
-    assert isinstance(get_file_backend(str(tmp_path / 'epoch_1.pth')),
-                      AtomicLocalBackend)
+    assert isinstance(
+        get_file_backend(str(tmp_path / 'epoch_1.pth')), AtomicLocalBackend
+    )
 
 
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
@@ -73,8 +79,9 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_kill_during_save_leaves_old_or_complete_file(tmp_path):
     path, writing = tmp_path / 'epoch_1.pth', tmp_path / 'writing'
-    proc = subprocess.Popen([sys.executable, '-c', WRITER, str(path),
-                             str(writing)])
+    proc = subprocess.Popen(
+        [sys.executable, '-c', WRITER, str(path), str(writing)]
+    )
     try:
         # kill inside the second write of a 400 MB checkpoint
         _wait_for(lambda: writing.exists() and writing.read_text() == '..')
@@ -88,7 +95,7 @@ def test_kill_during_save_leaves_old_or_complete_file(tmp_path):
 
 # A writer that stops inside the atomic write (at the fsync, with the temp
 # file written) until it is killed.
-STUCK_WRITER = r'''
+STUCK_WRITER = r"""
 import os, sys, time
 import eca_mmdet.stack_fixes  # noqa: F401  atomic local writes
 from mmengine.fileio import get_file_backend
@@ -100,12 +107,13 @@ def stuck_fsync(fd):
 
 os.fsync = stuck_fsync
 get_file_backend(path).put(b'x' * 1000, path)
-'''
+"""
 
 
 def _stuck_writer(path, ready):
-    proc = subprocess.Popen([sys.executable, '-c', STUCK_WRITER, str(path),
-                             str(ready)])
+    proc = subprocess.Popen(
+        [sys.executable, '-c', STUCK_WRITER, str(path), str(ready)]
+    )
     _wait_for(lambda: ready.exists() or proc.poll() is not None)
     assert proc.poll() is None, 'the writer did not reach the write'
     return proc
@@ -123,13 +131,18 @@ def test_temp_file_of_killed_writer_is_removed_by_next_save(tmp_path):
 
     alive = _stuck_writer(tmp_path / 'epoch_2.pth', tmp_path / 'ready_alive')
     try:
-        live_tmp = [p.name for p in tmp_path.iterdir()
-                    if p.name.startswith('.') and p.name not in orphans]
+        live_tmp = [
+            p.name
+            for p in tmp_path.iterdir()
+            if p.name.startswith('.') and p.name not in orphans
+        ]
         assert len(live_tmp) == 1 and str(alive.pid) in live_tmp[0]
-        get_file_backend(str(target)).put_text('epoch_1.pth',
-                                               str(tmp_path / 'last'))
-        hidden = sorted(p.name for p in tmp_path.iterdir()
-                        if p.name.startswith('.'))
+        get_file_backend(str(target)).put_text(
+            'epoch_1.pth', str(tmp_path / 'last')
+        )
+        hidden = sorted(
+            p.name for p in tmp_path.iterdir() if p.name.startswith('.')
+        )
         assert hidden == live_tmp  # the dead writer's gone, the live kept
     finally:
         os.kill(alive.pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """The benchmark compares like with like: A/B alternate, and the ECA twin of
 a plain model computes exactly the same outputs (so detector heads do the
 same work on both sides)."""
+
 import time
 
 import pytest
@@ -22,10 +23,12 @@ def test_time_pairs_alternates_and_reports_ratios():
         def f():
             calls.append(label)
             time.sleep(seconds)
+
         return f
 
-    result = time_pairs('x', run('a', 0.004), run('b', 0.002), pairs=4,
-                        warmup=1)
+    result = time_pairs(
+        'x', run('a', 0.004), run('b', 0.002), pairs=4, warmup=1
+    )
     assert calls == ['a', 'b', 'a', 'b', 'b', 'a', 'a', 'b', 'b', 'a']
     assert len(result.ratios) == 4
     assert result.summary()['ratio_median'] > 1.3
@@ -35,6 +38,7 @@ def test_fastest_ratio_ignores_runs_slowed_by_interference():
     """Interference only adds time: A is 1.02x B in its undisturbed runs;
     a few runs of each side were slowed (by 50% and 80%)."""
     from eca_mmdet.benchmark import PairTiming, format_table
+
     b = [1.0] * 10
     a = [1.02] * 10
     b[3], b[7], a[1] = 1.8, 1.5, 1.53
@@ -79,8 +83,9 @@ def test_eca_twin_computes_the_plain_outputs(depth):
 
 def test_eca_twin_refuses_models_that_differ_by_more_than_eca():
     with pytest.raises(ValueError, match='differ by more than ECA'):
-        make_eca_twin(ECAResNet(depth=50),
-                      MODELS.build(dict(type='ResNet', depth=18)))
+        make_eca_twin(
+            ECAResNet(depth=50), MODELS.build(dict(type='ResNet', depth=18))
+        )
 
 
 def test_cli_collects_every_case_from_its_child_process(tmp_path):
@@ -90,13 +95,31 @@ def test_cli_collects_every_case_from_its_child_process(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     tool = Path(__file__).resolve().parents[1] / 'tools' / 'benchmark.py'
     out = tmp_path / 'bench.json'
     cases = ['r50_infer_2x512', 'r50_train_2x512']
     proc = subprocess.run(
-        [sys.executable, str(tool), '--threads', '1', '--pairs', '15',
-         '--warmup', '0', '--batch-size', '32', '--cases', *cases,
-         '--json', str(out)], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(tool),
+            '--threads',
+            '1',
+            '--pairs',
+            '15',
+            '--warmup',
+            '0',
+            '--batch-size',
+            '32',
+            '--cases',
+            *cases,
+            '--json',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert [c['name'] for c in result['cases']] == cases

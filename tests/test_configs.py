@@ -1,11 +1,12 @@
 """Our configs build on mmdet's and change only what ECA needs."""
+
 import os.path as osp
 
 import pytest
-from mmengine.config import Config
-from mmengine.hub import get_config
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mmengine.config import Config
+from mmengine.hub import get_config
 
 import eca_mmdet  # noqa: F401
 
@@ -31,15 +32,31 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize('ours,theirs,extra', [
-    ('mask_rcnn_ecanet50_1x.py', 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 80),
-    ('mask_rcnn_ecanet101_1x.py', 'mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py',
-     157),
-    ('faster_rcnn_ecanet50_1x.py',
-     'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', 80),
-    ('retinanet_ecanet50_1x.py', 'retinanet/retinanet_r50_fpn_1x_coco.py',
-     80),
-])
+@pytest.mark.parametrize(
+    'ours,theirs,extra',
+    [
+        (
+            'mask_rcnn_ecanet50_1x.py',
+            'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+            80,
+        ),
+        (
+            'mask_rcnn_ecanet101_1x.py',
+            'mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py',
+            157,
+        ),
+        (
+            'faster_rcnn_ecanet50_1x.py',
+            'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+            80,
+        ),
+        (
+            'retinanet_ecanet50_1x.py',
+            'retinanet/retinanet_r50_fpn_1x_coco.py',
+            80,
+        ),
+    ],
+)
 def test_eca_detector_is_mmdet_detector_plus_eca(ours, theirs, extra):
     cfg = Config.fromfile(osp.join(REPO, 'configs', ours))
     base = get_config('mmdet::' + theirs)
@@ -49,7 +66,9 @@ def test_eca_detector_is_mmdet_detector_plus_eca(ours, theirs, extra):
     # same schedule, data and heads as mmdet's: only the backbone differs
     assert unscoped(cfg.train_cfg) == unscoped(base.train_cfg)
     assert unscoped(cfg.param_scheduler) == unscoped(base.param_scheduler)
-    assert unscoped(cfg.optim_wrapper.optimizer) == unscoped(base.optim_wrapper.optimizer)
+    assert unscoped(cfg.optim_wrapper.optimizer) == unscoped(
+        base.optim_wrapper.optimizer
+    )
     assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
     assert unscoped(cfg.model.neck) == unscoped(base.model.neck)
@@ -66,7 +85,8 @@ def test_schedule_is_1x():
 
 def test_timm_resnet_d_config():
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs/mask_rcnn_ecaresnet50d_1x.py'))
+        osp.join(REPO, 'configs/mask_rcnn_ecaresnet50d_1x.py')
+    )
     model = build(cfg)
     assert model.backbone.deep_stem and model.backbone.avg_down
     assert model.backbone.layer4[0].eca.k_size == 7
@@ -75,10 +95,10 @@ def test_timm_resnet_d_config():
 
 def test_shapes_config_builds_slim_model():
     cfg = Config.fromfile(
-        osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py'))
+        osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py')
+    )
     model = build(cfg)
     assert model.backbone.depth == 18
     assert model.backbone.out_channels == list(cfg.model.neck.in_channels)
-    assert model.roi_head.bbox_head.num_classes == len(
-        cfg.metainfo['classes'])
+    assert model.roi_head.bbox_head.num_classes == len(cfg.metainfo['classes'])
     assert n_params(model) < 15e6

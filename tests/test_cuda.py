@@ -1,12 +1,14 @@
 """The fused ECA paths on CUDA, in float32 and under fp16 autocast, against
 the paper's straightforward form. Skipped without a CUDA device."""
+
 import pytest
 import torch
 
 from eca_mmdet.models import ECALayer, ECAResNet, eca_reference
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason='needs a CUDA device')
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA device'
+)
 CUDA = 'cuda'
 
 
@@ -19,8 +21,7 @@ def _pair(channels, k):
 
 
 def _rel(a, b):
-    return ((a.float() - b.float()).abs().max() /
-            b.float().abs().max()).item()
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -34,8 +35,9 @@ def test_fused_residual_forward_backward_on_cuda(channels_last):
         xs = x.clone().requires_grad_()
         ids = idt.clone().requires_grad_()
         out = layer.forward_residual(xs, ids)
-        grads = torch.autograd.grad(out.sin().sum(),
-                                    (xs, ids, layer.conv.weight))
+        grads = torch.autograd.grad(
+            out.sin().sum(), (xs, ids, layer.conv.weight)
+        )
         results.append((out, *grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -50,10 +52,12 @@ def test_fused_affine_residual_forward_backward_on_cuda():
     results = []
     for layer in (fused, plain):
         z = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        out = layer.forward_affine_residual(y, idt, scale, shift,
-                                            z.mean((2, 3)))
-        grads = torch.autograd.grad(out.sin().sum(),
-                                    (y, scale, shift, layer.conv.weight))
+        out = layer.forward_affine_residual(
+            y, idt, scale, shift, z.mean((2, 3))
+        )
+        grads = torch.autograd.grad(
+            out.sin().sum(), (y, scale, shift, layer.conv.weight)
+        )
         results.append((out, *grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -76,10 +80,12 @@ def test_fused_paths_under_fp16_autocast(affine):
             # what convs give under autocast
             h, i = (y.half(), idt.half()) if autocast else (y, idt)
             if affine:
-                z = h.float() * scale.view(1, -1, 1, 1) + \
-                    shift.view(1, -1, 1, 1)
-                out = layer.forward_affine_residual(h, i, scale, shift,
-                                                    z.mean((2, 3)))
+                z = h.float() * scale.view(1, -1, 1, 1) + shift.view(
+                    1, -1, 1, 1
+                )
+                out = layer.forward_affine_residual(
+                    h, i, scale, shift, z.mean((2, 3))
+                )
             else:
                 out = layer.forward_residual(h, i)
         out.float().square().sum().backward()
@@ -88,8 +94,11 @@ def test_fused_paths_under_fp16_autocast(affine):
     out16, grad16 = run(fused, y, True)
     assert out16.dtype == torch.float16
     with torch.no_grad():
-        x = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1) \
-            if affine else y
+        x = (
+            y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+            if affine
+            else y
+        )
     ref = idt + eca_reference(x, fused.conv.weight)
     assert _rel(out16, ref) < 5e-3
     _, grad32 = run(fused, y, False)

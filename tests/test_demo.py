@@ -1,19 +1,19 @@
 """demo/image_demo.py: renderings + JSON whose RLE masks decode to the
 model's masks and whose label names are the model's classes, and one-line
 errors for bad inputs."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+import vis_testlib as lib
 from pycocotools import mask as mask_utils
 
-import vis_testlib as lib
-
 import eca_mmdet  # noqa: F401
-from eca_mmdet.engine import safe_torch_load
 from eca_mmdet.apis import load_detector, predict
 from eca_mmdet.apis.demo import prediction_dict, run_demo
+from eca_mmdet.engine import safe_torch_load
 
 
 @pytest.fixture(scope='session')
@@ -25,9 +25,18 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     out_dir = tmp_path / 'out'
     val_dir = trained['data_root'] / 'val'
     ckpt = trained['checkpoints'][-1]
-    proc = lib.run('demo/image_demo.py', f'{val_dir}/*.png',
-                   trained['config'], '--weights', ckpt, '--out-dir',
-                   out_dir, '--pred-score-thr', '0.05', '--no-progress')
+    proc = lib.run(
+        'demo/image_demo.py',
+        f'{val_dir}/*.png',
+        trained['config'],
+        '--weights',
+        ckpt,
+        '--out-dir',
+        out_dir,
+        '--pred-score-thr',
+        '0.05',
+        '--no-progress',
+    )
     assert proc.returncode == 0, lib.explain(proc)
 
     model = load_detector(str(trained['config']), str(ckpt))
@@ -38,25 +47,37 @@ def test_demo_outputs_round_trip(trained, tmp_path):
         n_masks = 0
         for img in sorted(val_dir.glob('*.png')):
             assert (out_dir / 'vis' / img.name).is_file()
-            pred = json.loads((out_dir / 'preds' / f'{img.stem}.json')
-                              .read_text())
+            pred = json.loads(
+                (out_dir / 'preds' / f'{img.stem}.json').read_text()
+            )
             want = predict(model, [str(img)])[0].pred_instances
-            assert set(pred) == {'labels', 'label_names', 'scores', 'bboxes',
-                                 'masks'}
+            assert set(pred) == {
+                'labels',
+                'label_names',
+                'scores',
+                'bboxes',
+                'masks',
+            }
             assert list(pred)[:2] == ['labels', 'label_names']
             assert pred['labels'] == want.labels.tolist()
             assert pred['label_names'] == [
-                trained['classes'][i] for i in pred['labels']]
+                trained['classes'][i] for i in pred['labels']
+            ]
             names_seen.update(pred['label_names'])
-            np.testing.assert_allclose(pred['scores'], want.scores.numpy(),
-                                       atol=1e-4)
-            np.testing.assert_allclose(np.array(pred['bboxes']).reshape(
-                -1, 4), want.bboxes.numpy(), atol=1e-2)
+            np.testing.assert_allclose(
+                pred['scores'], want.scores.numpy(), atol=1e-4
+            )
+            np.testing.assert_allclose(
+                np.array(pred['bboxes']).reshape(-1, 4),
+                want.bboxes.numpy(),
+                atol=1e-2,
+            )
             assert len(pred['masks']) == len(want)
             for rle, mask in zip(pred['masks'], want.masks.numpy()):
                 assert isinstance(rle['counts'], str)
                 decoded = mask_utils.decode(
-                    dict(size=rle['size'], counts=rle['counts'].encode()))
+                    dict(size=rle['size'], counts=rle['counts'].encode())
+                )
                 assert decoded.shape == mask.shape
                 assert (decoded.astype(bool) == mask).mean() > 0.999
                 n_masks += 1
@@ -74,13 +95,14 @@ def test_run_demo_returns_and_writes_label_names(trained, tmp_path):
     from mmdet.structures import DetDataSample
 
     image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
-    model = load_detector(str(trained['config']),
-                          str(trained['checkpoints'][-1]))
+    model = load_detector(
+        str(trained['config']), str(trained['checkpoints'][-1])
+    )
     classes = trained['classes']
     assert tuple(model.dataset_meta['classes']) == classes
 
     out_dir = tmp_path / 'out'
-    pred, = run_demo(model, [str(image)], str(out_dir), show_progress=False)
+    (pred,) = run_demo(model, [str(image)], str(out_dir), show_progress=False)
     assert pred['labels'], 'no detections: nothing to name'
     assert pred['label_names'] == [classes[i] for i in pred['labels']]
     saved = json.loads((out_dir / 'preds' / f'{image.stem}.json').read_text())
@@ -106,8 +128,9 @@ def mismatched_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize('case', ['bad_image', 'missing_ckpt', 'mismatch'])
-def test_demo_errors_are_one_line(case, trained, tmp_path,
-                                  mismatched_checkpoint):
+def test_demo_errors_are_one_line(
+    case, trained, tmp_path, mismatched_checkpoint
+):
     image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
     ckpt = trained['checkpoints'][-1]
     if case == 'bad_image':
@@ -119,16 +142,24 @@ def test_demo_errors_are_one_line(case, trained, tmp_path,
         expect = f'error: checkpoint not found: {ckpt}'
     else:
         ckpt = mismatched_checkpoint
-        expect = (f'error: checkpoint {ckpt} does not fit the config\'s '
-                  'model: shape mismatch 1: roi_head.bbox_head.fc_cls.weight:'
-                  ' checkpoint (3, 256) vs model (5, 256)')
-    proc = lib.run('demo/image_demo.py', image, trained['config'],
-                   '--weights', ckpt, '--out-dir', tmp_path / 'out',
-                   '--no-progress')
+        expect = (
+            f"error: checkpoint {ckpt} does not fit the config's "
+            'model: shape mismatch 1: roi_head.bbox_head.fc_cls.weight:'
+            ' checkpoint (3, 256) vs model (5, 256)'
+        )
+    proc = lib.run(
+        'demo/image_demo.py',
+        image,
+        trained['config'],
+        '--weights',
+        ckpt,
+        '--out-dir',
+        tmp_path / 'out',
+        '--no-progress',
+    )
     assert proc.returncode == 1, lib.explain(proc)
     assert 'Traceback' not in proc.stderr, lib.explain(proc)
-    errors = [ln for ln in proc.stderr.splitlines()
-              if ln.startswith('error:')]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
     assert len(errors) == 1, lib.explain(proc)
     assert errors[0].startswith(expect), lib.explain(proc)
     assert not (tmp_path / 'out' / 'preds').exists()
@@ -140,10 +171,12 @@ def test_demo_errors_are_one_line(case, trained, tmp_path,
 # ----------------------------------------------------------------------------
 def _png(path, seed=0):
     from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
-        path)
+        path
+    )
     return path
 
 
@@ -152,49 +185,86 @@ def untrained(tmp_path_factory):
     """The shapes config and a checkpoint of its randomly initialised model
     (with the classes in its meta, as tools/train.py writes them)."""
     from eca_mmdet.apis import load_detector
+
     config = lib.SHAPES_CONFIG
     model = load_detector(str(config))
     ckpt = tmp_path_factory.mktemp('untrained') / 'random.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(model.dataset_meta))), ckpt)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(model.dataset_meta)),
+        ),
+        ckpt,
+    )
     return dict(config=config, checkpoint=ckpt)
 
 
 def _error_line(proc) -> str:
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, \
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, (
         lib.explain(proc)
+    )
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error')]
     assert len(errors) == 1, lib.explain(proc)
     return errors[0]
 
 
-@pytest.mark.parametrize('option,value,expected', [
-    ('--batch-size', '0', 'error: --batch-size must be at least 1, got 0'),
-    ('--pred-score-thr', '1.5',
-     'error: --pred-score-thr must be a score in [0, 1], got 1.5'),
-    ('--pred-score-thr', '-0.3',
-     'error: --pred-score-thr must be a score in [0, 1], got -0.3'),
-])
+@pytest.mark.parametrize(
+    'option,value,expected',
+    [
+        ('--batch-size', '0', 'error: --batch-size must be at least 1, got 0'),
+        (
+            '--pred-score-thr',
+            '1.5',
+            'error: --pred-score-thr must be a score in [0, 1], got 1.5',
+        ),
+        (
+            '--pred-score-thr',
+            '-0.3',
+            'error: --pred-score-thr must be a score in [0, 1], got -0.3',
+        ),
+    ],
+)
 def test_demo_bad_numbers_are_one_line(tmp_path, option, value, expected):
     image = _png(tmp_path / 'img.png')
-    proc = lib.run('demo/image_demo.py', image, tmp_path / 'cfg.py',
-                   '--weights', tmp_path / 'w.pth', '--out-dir',
-                   tmp_path / 'out', '--no-progress', option, value)
+    proc = lib.run(
+        'demo/image_demo.py',
+        image,
+        tmp_path / 'cfg.py',
+        '--weights',
+        tmp_path / 'w.pth',
+        '--out-dir',
+        tmp_path / 'out',
+        '--no-progress',
+        option,
+        value,
+    )
     assert _error_line(proc) == expected, lib.explain(proc)
     assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('content,expected', [
-    (b'', 'is empty (0 bytes)'),
-    (b'placeholder: download the weights here\n',
-     'is not a PyTorch checkpoint (a text file'),
-])
+@pytest.mark.parametrize(
+    'content,expected',
+    [
+        (b'', 'is empty (0 bytes)'),
+        (
+            b'placeholder: download the weights here\n',
+            'is not a PyTorch checkpoint (a text file',
+        ),
+    ],
+)
 def test_demo_empty_or_text_weights(untrained, tmp_path, content, expected):
     weights = tmp_path / 'weights.pth'
     weights.write_bytes(content)
-    proc = lib.run('demo/image_demo.py', _png(tmp_path / 'img.png'),
-                   untrained['config'], '--weights', weights, '--out-dir',
-                   tmp_path / 'out', '--no-progress')
+    proc = lib.run(
+        'demo/image_demo.py',
+        _png(tmp_path / 'img.png'),
+        untrained['config'],
+        '--weights',
+        weights,
+        '--out-dir',
+        tmp_path / 'out',
+        '--no-progress',
+    )
     line = _error_line(proc)
     assert line.startswith(f'error: checkpoint {weights} {expected}'), line
 
@@ -207,17 +277,30 @@ def test_demo_folder_skips_an_unreadable_image(untrained, tmp_path):
     bad = folder / 'b.png'
     bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
     out = tmp_path / 'out'
-    proc = lib.run('demo/image_demo.py', folder, untrained['config'],
-                   '--weights', untrained['checkpoint'], '--out-dir', out,
-                   '--no-progress', '--batch-size', '2')
+    proc = lib.run(
+        'demo/image_demo.py',
+        folder,
+        untrained['config'],
+        '--weights',
+        untrained['checkpoint'],
+        '--out-dir',
+        out,
+        '--no-progress',
+        '--batch-size',
+        '2',
+    )
     assert proc.returncode == 0, lib.explain(proc)
-    warnings = [ln for ln in proc.stderr.splitlines()
-                if ln.startswith('warning:')]
-    assert warnings and all(str(bad) in ln for ln in warnings), \
-        lib.explain(proc)
+    warnings = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith('warning:')
+    ]
+    assert warnings and all(str(bad) in ln for ln in warnings), lib.explain(
+        proc
+    )
     assert not any(ln.startswith('error') for ln in proc.stderr.splitlines())
-    assert sorted(p.name for p in (out / 'vis').iterdir()) == \
-        ['a.png', 'c.png']
+    assert sorted(p.name for p in (out / 'vis').iterdir()) == [
+        'a.png',
+        'c.png',
+    ]
     for img in good:
         pred = json.loads((out / 'preds' / f'{img.stem}.json').read_text())
         assert set(pred) >= {'labels', 'label_names', 'scores', 'bboxes'}
@@ -229,9 +312,18 @@ def test_demo_refuses_images_sharing_a_name(tmp_path):
     folders would overwrite each other."""
     for sub in ('a', 'b'):
         _png(tmp_path / 'imgs' / sub / 'x.png')
-    proc = lib.run('demo/image_demo.py', f'{tmp_path}/imgs/*/x.png',
-                   tmp_path / 'cfg.py', '--weights', tmp_path / 'w.pth',
-                   '--out-dir', tmp_path / 'out', '--no-progress')
+    proc = lib.run(
+        'demo/image_demo.py',
+        f'{tmp_path}/imgs/*/x.png',
+        tmp_path / 'cfg.py',
+        '--weights',
+        tmp_path / 'w.pth',
+        '--out-dir',
+        tmp_path / 'out',
+        '--no-progress',
+    )
     line = _error_line(proc)
-    assert 'would write the same outputs (preds/x.json)' in line and \
-        str(tmp_path / 'imgs' / 'a' / 'x.png') in line, line
+    assert (
+        'would write the same outputs (preds/x.json)' in line
+        and str(tmp_path / 'imgs' / 'a' / 'x.png') in line
+    ), line

@@ -1,11 +1,20 @@
 """2-process CPU (gloo) training via tools/dist_train.sh (torchrun): it runs,
 the model is wrapped in DDP, and both ranks end with identical weights."""
+
 import shutil
 
 import pytest
 import torch
-from tools_testlib import (DUMP_HOOK_MODULE, explain, free_port, make_dataset,
-                           read_json, run_tool, tool_env, write_config)
+from tools_testlib import (
+    DUMP_HOOK_MODULE,
+    explain,
+    free_port,
+    make_dataset,
+    read_json,
+    run_tool,
+    tool_env,
+    write_config,
+)
 
 pytest.importorskip('mmdet')
 
@@ -20,14 +29,18 @@ def dist_run(tmp_path_factory):
     (root / 'hooks').mkdir()
     (root / 'hooks' / 'dump_rank_params.py').write_text(DUMP_HOOK_MODULE)
     config = write_config(
-        root / 'tiny_shapes_dist.py', data, max_epochs=1,
+        root / 'tiny_shapes_dist.py',
+        data,
+        max_epochs=1,
         extra_imports=['dump_rank_params'],
-        custom_hooks=[dict(type='DumpRankParamsHook')])
+        custom_hooks=[dict(type='DumpRankParamsHook')],
+    )
     work = root / 'work'
     env = tool_env(extra_pythonpath=[root / 'hooks'])
     env['PORT'] = str(free_port())
-    proc = run_tool(['dist_train.sh', config, '2', '--work-dir', work],
-                    cwd=root, env=env)
+    proc = run_tool(
+        ['dist_train.sh', config, '2', '--work-dir', work], cwd=root, env=env
+    )
     return dict(root=root, config=config, work=work, proc=proc, env=env)
 
 
@@ -53,6 +66,7 @@ def test_ranks_end_with_identical_weights(dist_run):
 
     # and they are the weights rank 0 saved
     from eca_mmdet.engine import safe_torch_load
+
     sd = safe_torch_load(work / 'epoch_1.pth')['state_dict']
     for name, value in r0['params'].items():
         assert torch.equal(value, sd[name]), name
@@ -64,14 +78,33 @@ def test_two_rank_test_matches_single_process(dist_run, tmp_path):
     ckpt = dist_run['work'] / 'epoch_1.pth'
     # batch 1: the same padding in both runs, so the same predictions
     one_per_batch = ['--cfg-options', 'test_dataloader.batch_size=1']
-    single = run_tool(['test.py', dist_run['config'], ckpt, '--work-dir',
-                       tmp_path / 'single', *one_per_batch],
-                      cwd=dist_run['root'], env=dist_run['env'])
+    single = run_tool(
+        [
+            'test.py',
+            dist_run['config'],
+            ckpt,
+            '--work-dir',
+            tmp_path / 'single',
+            *one_per_batch,
+        ],
+        cwd=dist_run['root'],
+        env=dist_run['env'],
+    )
     assert single.returncode == 0, explain(single)
     env = dict(dist_run['env'], PORT=str(free_port()))
-    multi = run_tool(['dist_test.sh', dist_run['config'], ckpt, '2',
-                      '--work-dir', tmp_path / 'multi', *one_per_batch],
-                     cwd=dist_run['root'], env=env)
+    multi = run_tool(
+        [
+            'dist_test.sh',
+            dist_run['config'],
+            ckpt,
+            '2',
+            '--work-dir',
+            tmp_path / 'multi',
+            *one_per_batch,
+        ],
+        cwd=dist_run['root'],
+        env=env,
+    )
     assert multi.returncode == 0, explain(multi)
     one = read_json(tmp_path / 'single' / 'metrics.json')
     two = read_json(tmp_path / 'multi' / 'metrics.json')

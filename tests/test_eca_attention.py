@@ -1,6 +1,7 @@
 """The attention explorer: recording ECA gates (fused = paper form = a gate
 computed by hand from the conv weights), the analysis, the tool and the
 training hook."""
+
 import importlib.util
 import json
 
@@ -19,14 +20,19 @@ from eca_mmdet.models import (
 )
 
 
-def _tiny_backbone(depth: int, fused: bool = True,
-                   seed: int = 0) -> ECAResNet:
+def _tiny_backbone(depth: int, fused: bool = True, seed: int = 0) -> ECAResNet:
     """A small ECAResNet with random weights and BN statistics, in eval mode
     (a converted ImageNet model's state: frozen BN, the fused paths fold
     norm3 into the gate)."""
     torch.manual_seed(seed)
-    model = ECAResNet(depth=depth, stem_channels=8, base_channels=8,
-                      eca_k_size=None, eca_fused=fused, init_cfg=None)
+    model = ECAResNet(
+        depth=depth,
+        stem_channels=8,
+        base_channels=8,
+        eca_k_size=None,
+        eca_fused=fused,
+        init_cfg=None,
+    )
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             c = m.num_features
@@ -55,13 +61,17 @@ def _hand_gates(model: ECAResNet, x: torch.Tensor) -> dict:
     def pre_hook(name):
         def hook(block, args):
             w = block.eca.conv.weight
-            pooled = branch(block, args[0]).mean((2, 3))      # N, C
+            pooled = branch(block, args[0]).mean((2, 3))  # N, C
             y = F.conv1d(pooled[:, None], w, padding=w.shape[-1] // 2)
             gates[name] = torch.sigmoid(y[:, 0])
+
         return hook
 
-    handles = [m.register_forward_pre_hook(pre_hook(n))
-               for n, m in model.named_modules() if hasattr(m, 'eca')]
+    handles = [
+        m.register_forward_pre_hook(pre_hook(n))
+        for n, m in model.named_modules()
+        if hasattr(m, 'eca')
+    ]
     try:
         with torch.no_grad():
             model(x)
@@ -107,8 +117,7 @@ def test_recording_training_mode_and_plugin_forward():
         sum(o.sum() for o in model(x)).backward()
     hand = _hand_gates(model.eval(), x)
     for name, ref in hand.items():
-        torch.testing.assert_close(rec.gates()[name], ref, rtol=0,
-                                   atol=1e-6)
+        torch.testing.assert_close(rec.gates()[name], ref, rtol=0, atol=1e-6)
     eca = ECALayer(16, 3)
     with record_gates(torch.nn.Sequential(eca)) as rec:
         feats = torch.randn(3, 16, 5, 5)
@@ -126,16 +135,23 @@ def test_record_gates_without_eca_layers():
 # --------------------------------------------------------------------------
 # The tool on converted weights, on a detector, its errors; the hook
 # --------------------------------------------------------------------------
-BACKBONE = dict(type='ECAResNet', depth=50, stem_channels=8, base_channels=8,
-                eca_k_size=None)
+BACKBONE = dict(
+    type='ECAResNet',
+    depth=50,
+    stem_channels=8,
+    base_channels=8,
+    eca_k_size=None,
+)
 
 
 def _cli(argv, capsys):
     spec = importlib.util.spec_from_file_location(
-        'eca_attention_tool', REPO / 'tools' / 'eca_attention.py')
+        'eca_attention_tool', REPO / 'tools' / 'eca_attention.py'
+    )
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     from eca_mmdet.apis.common import run_cli
+
     code = run_cli(tool.main, tool.build_parser(), [str(a) for a in argv])
     return code, capsys.readouterr()
 
@@ -145,35 +161,57 @@ def converted(tmp_path_factory):
     """A converted-format checkpoint (state_dict + meta.backbone) of a tiny
     random ECA-ResNet-50 with random BN statistics, and three images."""
     import mmcv
+
     root = tmp_path_factory.mktemp('converted')
     model = _tiny_backbone(50, seed=3)
     ckpt = root / 'eca_r50_converted.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(backbone=dict(BACKBONE), layout='test')), ckpt)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(backbone=dict(BACKBONE), layout='test'),
+        ),
+        ckpt,
+    )
     rng = np.random.default_rng(0)
     images = []
     for i, (h, w) in enumerate([(40, 56), (64, 48), (50, 50)]):
         path = root / f'img{i}.png'
-        mmcv.imwrite(rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
-                     str(path))
+        mmcv.imwrite(
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8), str(path)
+        )
         images.append(str(path))
     paper_cfg = root / 'backbone_paper_form.py'
     paper_cfg.write_text(f'model = {dict(BACKBONE, eca_fused=False)!r}\n')
-    return dict(root=root, ckpt=ckpt, images=images, model=model,
-                paper_cfg=paper_cfg)
+    return dict(
+        root=root, ckpt=ckpt, images=images, model=model, paper_cfg=paper_cfg
+    )
 
 
 def test_tool_on_converted_backbone(converted, capsys):
     out = converted['root'] / 'fused'
-    code, cap = _cli([converted['ckpt'], '--backbone-only', '--images',
-                      *converted['images'], '--img-size', '32',
-                      '--out', out], capsys)
+    code, cap = _cli(
+        [
+            converted['ckpt'],
+            '--backbone-only',
+            '--images',
+            *converted['images'],
+            '--img-size',
+            '32',
+            '--out',
+            out,
+        ],
+        capsys,
+    )
     assert code == 0, cap.err
     assert 'stage4' in cap.out and 'wrote' in cap.out
     summary = explore_attention(
-        str(converted['paper_cfg']), str(converted['ckpt']),
-        str(converted['root'] / 'paper'), images=converted['images'],
-        img_size=32, progress=False)
+        str(converted['paper_cfg']),
+        str(converted['ckpt']),
+        str(converted['root'] / 'paper'),
+        images=converted['images'],
+        img_size=32,
+        progress=False,
+    )
     fused = np.load(out / 'gates.npz')
     paper = np.load(summary['paths']['gates'])
     blocks = list(fused['blocks'])
@@ -185,10 +223,12 @@ def test_tool_on_converted_backbone(converted, capsys):
         hand = _hand_gates(model, _backbone_input(path, 32))
         for name in blocks:
             assert fused[name].shape == (3, hand[name].shape[1])
-            np.testing.assert_allclose(fused[name][i], hand[name][0],
-                                       rtol=0, atol=1e-6)
-            np.testing.assert_allclose(paper[name][i], hand[name][0],
-                                       rtol=0, atol=1e-6)
+            np.testing.assert_allclose(
+                fused[name][i], hand[name][0], rtol=0, atol=1e-6
+            )
+            np.testing.assert_allclose(
+                paper[name][i], hand[name][0], rtol=0, atol=1e-6
+            )
     assert (out / 'class_mean_gates.png').stat().st_size > 1000
     assert (out / 'stage_histograms.png').stat().st_size > 1000
     assert not (out / 'class_offsets.png').exists()  # no classes
@@ -198,6 +238,7 @@ def test_tool_on_converted_backbone(converted, capsys):
 def tiny_detector(tmp_path_factory):
     """The tiny shapes set, its config and a random detector checkpoint."""
     from eca_mmdet.apis import load_detector
+
     root = tmp_path_factory.mktemp('detector')
     data = make_dataset(root / 'shapes')
     config = write_config(root / 'tiny_shapes.py', data)
@@ -207,19 +248,36 @@ def tiny_detector(tmp_path_factory):
         if isinstance(m, ECALayer):
             m.conv.weight.data.normal_(0, 1.0)
     ckpt = root / 'random.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=model.dataset_meta)), ckpt)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=model.dataset_meta),
+        ),
+        ckpt,
+    )
     return dict(root=root, data=data, config=config, ckpt=ckpt)
 
 
-def test_tool_on_detector_annotations_and_predictions(tiny_detector,
-                                                      capsys):
+def test_tool_on_detector_annotations_and_predictions(tiny_detector, capsys):
     from pycocotools.coco import COCO
+
     d = tiny_detector
     ann = d['data'] / 'annotations' / 'instances_val.json'
     out = d['root'] / 'ann'
-    code, cap = _cli([d['config'], d['ckpt'], '--ann', ann, '--out', out,
-                      '--blocks', 'layer1.0', 'layer4.1'], capsys)
+    code, cap = _cli(
+        [
+            d['config'],
+            d['ckpt'],
+            '--ann',
+            ann,
+            '--out',
+            out,
+            '--blocks',
+            'layer1.0',
+            'layer4.1',
+        ],
+        capsys,
+    )
     assert code == 0, cap.err
     by_ann = np.load(out / 'gates.npz')
     coco = COCO(str(ann))
@@ -228,11 +286,16 @@ def test_tool_on_detector_annotations_and_predictions(tiny_detector,
     names = [coco.cats[c]['name'] for c in sorted(coco.cats)]
     assert list(by_ann['class_names']) == names
     for row, img_id in enumerate(ids):
-        expect = {coco.cats[a['category_id']]['name']
-                  for a in coco.imgToAnns[img_id] if not a.get('iscrowd')}
-        got = {n for n, has in zip(names, by_ann['image_classes'][row],
-                                       strict=True)
-               if has}
+        expect = {
+            coco.cats[a['category_id']]['name']
+            for a in coco.imgToAnns[img_id]
+            if not a.get('iscrowd')
+        }
+        got = {
+            n
+            for n, has in zip(names, by_ann['image_classes'][row], strict=True)
+            if has
+        }
         assert got == expect
     for png in ('class_mean_gates', 'class_offsets', 'stage_histograms'):
         assert (out / f'{png}.png').stat().st_size > 1000
@@ -241,15 +304,24 @@ def test_tool_on_detector_annotations_and_predictions(tiny_detector,
     # the full detector on the same images (classes from predictions)
     # records the gates the backbone-only --ann path does
     files = [str(f) for f in by_ann['image_files']]
-    summary = explore_attention(str(d['config']), str(d['ckpt']),
-                                str(d['root'] / 'pred'), images=files,
-                                score_thr=0.0, progress=False)
+    summary = explore_attention(
+        str(d['config']),
+        str(d['ckpt']),
+        str(d['root'] / 'pred'),
+        images=files,
+        score_thr=0.0,
+        progress=False,
+    )
     by_pred = np.load(summary['paths']['gates'])
     for name in by_ann['blocks']:
         np.testing.assert_array_equal(by_ann[name], by_pred[name])
     assert by_pred['image_classes'].any()  # score_thr 0: some predictions
-    assert list(by_pred['class_names']) == ['circle', 'square', 'triangle',
-                                            'star']
+    assert list(by_pred['class_names']) == [
+        'circle',
+        'square',
+        'triangle',
+        'star',
+    ]
 
 
 def test_tool_errors(tiny_detector, converted, capsys):
@@ -260,27 +332,44 @@ def test_tool_errors(tiny_detector, converted, capsys):
     plain_cfg.write_text(
         "_base_ = './tiny_shapes.py'\n"
         "model = dict(backbone=dict(_delete_=True, type='ResNet', depth=18,"
-        " stem_channels=16, base_channels=16, init_cfg=None))\n")
+        ' stem_channels=16, base_channels=16, init_cfg=None))\n'
+    )
     from eca_mmdet.apis import load_detector
+
     plain = d['root'] / 'plain.pth'
-    torch.save(dict(state_dict=load_detector(str(plain_cfg)).state_dict()),
-               plain)
+    torch.save(
+        dict(state_dict=load_detector(str(plain_cfg)).state_dict()), plain
+    )
     cases = [
         ([plain_cfg, plain, '--ann', ann], 'has no ECA layers'),
-        ([d['config'], d['root'] / 'nope.pth', '--ann', ann],
-         'checkpoint not found'),
-        ([d['config'], d['ckpt'], '--ann', d['root'] / 'nope.json'],
-         'annotation file not found'),
-        ([d['config'], d['ckpt'], '--ann', ann, '--img-dir', d['root']],
-         'not in'),
-        ([d['config'], d['ckpt'], '--ann', ann, '--blocks', 'layer9.0'],
-         'no such ECA block: layer9.0'),
-        ([d['config'], d['ckpt'], '--images', d['root'] / 'nope.png'],
-         'no such image'),
-        ([converted['ckpt'], '--images', *converted['images']],
-         'CHECKPOINT alone with --backbone-only'),
-        ([d['config'], d['ckpt'], '--ann', ann, '--max-images', '0'],
-         '--max-images must be >= 1'),
+        (
+            [d['config'], d['root'] / 'nope.pth', '--ann', ann],
+            'checkpoint not found',
+        ),
+        (
+            [d['config'], d['ckpt'], '--ann', d['root'] / 'nope.json'],
+            'annotation file not found',
+        ),
+        (
+            [d['config'], d['ckpt'], '--ann', ann, '--img-dir', d['root']],
+            'not in',
+        ),
+        (
+            [d['config'], d['ckpt'], '--ann', ann, '--blocks', 'layer9.0'],
+            'no such ECA block: layer9.0',
+        ),
+        (
+            [d['config'], d['ckpt'], '--images', d['root'] / 'nope.png'],
+            'no such image',
+        ),
+        (
+            [converted['ckpt'], '--images', *converted['images']],
+            'CHECKPOINT alone with --backbone-only',
+        ),
+        (
+            [d['config'], d['ckpt'], '--ann', ann, '--max-images', '0'],
+            '--max-images must be >= 1',
+        ),
     ]
     for argv, message in cases:
         code, cap = _cli([*argv, '--out', out], capsys)
@@ -294,18 +383,28 @@ def test_gate_stats_hook_logs_curves(tiny_detector):
     """One epoch with a validation: the hook's per-stage statistics land in
     scalars.json and the curves tool draws the between-class distances."""
     from eca_mmdet.visualization.curves import curve_panels, read_run_curves
+
     d = tiny_detector
-    config = write_config(d['root'] / 'hooked.py', d['data'], max_epochs=1,
-                          custom_hooks=[dict(type='EcaGateStatsHook')])
+    config = write_config(
+        d['root'] / 'hooked.py',
+        d['data'],
+        max_epochs=1,
+        custom_hooks=[dict(type='EcaGateStatsHook')],
+    )
     with open(config, 'a') as f:
-        f.write("train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1,"
-                " val_interval=1, val_begin=1)\n")
+        f.write(
+            "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1,"
+            ' val_interval=1, val_begin=1)\n'
+        )
     work = d['root'] / 'hooked_work'
     proc = run_tool(['train.py', config, '--work-dir', work], cwd=d['root'])
     assert proc.returncode == 0, explain(proc)
     [scalars] = list(work.glob('*/vis_data/scalars.json'))
-    val = [json.loads(line) for line in scalars.read_text().splitlines()
-           if 'coco/bbox_mAP' in line]
+    val = [
+        json.loads(line)
+        for line in scalars.read_text().splitlines()
+        if 'coco/bbox_mAP' in line
+    ]
     assert len(val) == 1 and val[0]['step'] == 1
     for stage in ('stage1', 'stage2', 'stage3', 'stage4'):
         mean, std = val[0][f'eca/{stage}_mean'], val[0][f'eca/{stage}_std']
@@ -314,7 +413,16 @@ def test_gate_stats_hook_logs_curves(tiny_detector):
     panels = curve_panels([read_run_curves(str(work))])
     assert 'eca/stage1_between' in panels and 'coco/bbox_mAP' in panels
     assert 'eca/stage1_mean' not in panels  # --val-keys 'eca/*' for those
-    proc = run_tool(['plot_curves.py', work, '--out', work / 'c.png',
-                     '--val-keys', 'eca/*'], cwd=d['root'])
+    proc = run_tool(
+        [
+            'plot_curves.py',
+            work,
+            '--out',
+            work / 'c.png',
+            '--val-keys',
+            'eca/*',
+        ],
+        cwd=d['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     assert 'eca/stage4_std' in proc.stdout

@@ -1,22 +1,38 @@
 """The ECA layer and the ECAResNet backbone against mmdet's ResNet."""
+
 import pytest
 import torch
 from mmdet.models.backbones import ResNet, ResNeXt
 from mmdet.registry import MODELS
 
 import eca_mmdet  # noqa: F401  (registers ECAResNet / ECALayer)
-from eca_mmdet.models import (ARCH_PRESETS, ECALayer, ECAResNet,
-                              adaptive_kernel_size, eca_reference,
-                              stage_out_channels)
+from eca_mmdet.models import (
+    ARCH_PRESETS,
+    ECALayer,
+    ECAResNet,
+    adaptive_kernel_size,
+    eca_reference,
+    stage_out_channels,
+)
 
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize('channels,k', [(64, 3), (128, 5), (256, 5),
-                                        (512, 5), (1024, 5), (2048, 7),
-                                        (8, 3), (2, 3)])
+@pytest.mark.parametrize(
+    'channels,k',
+    [
+        (64, 3),
+        (128, 5),
+        (256, 5),
+        (512, 5),
+        (1024, 5),
+        (2048, 7),
+        (8, 3),
+        (2, 3),
+    ],
+)
 def test_adaptive_kernel_size(channels, k):
     # t = int(|(log2 C + 1) / 2|), odd, at least 3
     assert adaptive_kernel_size(channels) == k
@@ -25,12 +41,14 @@ def test_adaptive_kernel_size(channels, k):
 def test_eca_layer_matches_paper_form():
     torch.manual_seed(0)
     eca = ECALayer(256)
-    assert eca.k_size == 5 and eca.conv.padding == (2, )
+    assert eca.k_size == 5 and eca.conv.padding == (2,)
     x = torch.randn(2, 256, 7, 9)
     torch.testing.assert_close(eca(x), eca_reference(x, eca.conv.weight))
     identity = torch.randn_like(x)
-    torch.testing.assert_close(eca.forward_residual(x, identity),
-                               identity + eca_reference(x, eca.conv.weight))
+    torch.testing.assert_close(
+        eca.forward_residual(x, identity),
+        identity + eca_reference(x, eca.conv.weight),
+    )
 
 
 @pytest.mark.parametrize('bad', [0, -3, 4, 2.5, True])
@@ -39,12 +57,15 @@ def test_eca_layer_rejects_bad_k(bad):
         ECALayer(64, bad)
 
 
-@pytest.mark.parametrize('depth,k,extra', [
-    (50, (3, 5, 5, 7), 80),
-    (50, None, 86),
-    (101, (3, 3, 5, 7), 157),
-    (18, (3, 5, 7, 7), 2 * (3 + 5 + 7 + 7)),
-])
+@pytest.mark.parametrize(
+    'depth,k,extra',
+    [
+        (50, (3, 5, 5, 7), 80),
+        (50, None, 86),
+        (101, (3, 3, 5, 7), 157),
+        (18, (3, 5, 7, 7), 2 * (3 + 5 + 7 + 7)),
+    ],
+)
 def test_parameter_overhead(depth, k, extra):
     eca = MODELS.build(dict(type='ECAResNet', depth=depth, eca_k_size=k))
     assert n_params(eca) - n_params(ResNet(depth=depth)) == extra
@@ -55,13 +76,17 @@ def _halved_last_norm_resnet(eca: ECAResNet) -> ResNet:
     affine halved: what eca computes when every ECA gate is 0.5."""
     plain = ResNet(depth=eca.depth).double()
     plain.eval()  # mmdet's ResNet.train() returns None: no chaining
-    state = {k: v.clone() for k, v in eca.state_dict().items()
-             if '.eca.' not in k}
+    state = {
+        k: v.clone() for k, v in eca.state_dict().items() if '.eca.' not in k
+    }
     last = 'bn3' if eca.depth >= 50 else 'bn2'
     for key in state:
         parts = key.split('.')
-        if (key.startswith('layer') and parts[2] == last
-                and parts[3] in ('weight', 'bias')):
+        if (
+            key.startswith('layer')
+            and parts[2] == last
+            and parts[3] in ('weight', 'bias')
+        ):
             state[key] = state[key] / 2
     plain.load_state_dict(state, strict=True)
     return plain
@@ -77,8 +102,9 @@ def test_zero_eca_equals_halved_resnet(depth):
             if name.endswith('eca.conv.weight'):
                 p.zero_()
             elif 'bn' in name or 'downsample.1' in name:
-                p.uniform_(0.5, 1.5) if name.endswith('weight') else \
-                    p.uniform_(-0.2, 0.2)
+                p.uniform_(0.5, 1.5) if name.endswith(
+                    'weight'
+                ) else p.uniform_(-0.2, 0.2)
         for name, b in eca.named_buffers():
             if name.endswith('running_mean'):
                 b.uniform_(-0.1, 0.1)
@@ -105,8 +131,11 @@ def test_gradients_reach_every_eca_conv():
     model.train()
     outs = model(torch.randn(2, 3, 64, 64))
     sum(o.square().mean() for o in outs).backward()
-    eca_params = [(n, p) for n, p in model.named_parameters()
-                  if n.endswith('eca.conv.weight')]
+    eca_params = [
+        (n, p)
+        for n, p in model.named_parameters()
+        if n.endswith('eca.conv.weight')
+    ]
     assert len(eca_params) == 16
     for name, p in eca_params:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -116,8 +145,9 @@ def test_frozen_stages_freeze_eca_too():
     model = ECAResNet(depth=50, frozen_stages=2)
     model.train()
     for name, p in model.named_parameters():
-        frozen = name.startswith(('stem', 'conv1', 'bn1', 'layer1.',
-                                  'layer2.'))
+        frozen = name.startswith(
+            ('stem', 'conv1', 'bn1', 'layer1.', 'layer2.')
+        )
         assert p.requires_grad != frozen, name
     assert not model.layer2[0].eca.training
     assert model.layer3[0].eca.training
@@ -134,9 +164,16 @@ def test_zero_init_residual_zeroes_last_norm():
 
 def test_mmdet_resnet_options_still_work():
     model = ECAResNet(
-        depth=50, deep_stem=True, avg_down=True, style='caffe',
-        out_indices=(1, 3), with_cp=True, norm_eval=False,
-        dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1))
+        depth=50,
+        deep_stem=True,
+        avg_down=True,
+        style='caffe',
+        out_indices=(1, 3),
+        with_cp=True,
+        norm_eval=False,
+        dilations=(1, 1, 1, 2),
+        strides=(1, 2, 2, 1),
+    )
     model.train()
     outs = model(torch.randn(1, 3, 64, 64, requires_grad=True))
     assert [o.shape[1] for o in outs] == [512, 2048]
@@ -183,8 +220,10 @@ def test_arch_presets_build_and_report_channels(arch):
         outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == expected
     assert [o.shape[-1] for o in outs] == [16, 8, 4, 2]
-    ks = [blocks[0].eca.k_size for blocks in
-          (model.layer1, model.layer2, model.layer3, model.layer4)]
+    ks = [
+        blocks[0].eca.k_size
+        for blocks in (model.layer1, model.layer2, model.layer3, model.layer4)
+    ]
     assert ks == [5, 5, 5, 7]  # timm: adaptive k from the unpruned width
 
 
@@ -195,20 +234,27 @@ def test_arch_structures():
     assert [deep.stem[i].out_channels for i in (0, 3, 6)] == [32, 32, 64]
     assert len(deep.layer3) == 23
     light = ECAResNet(arch='ecaresnetlight')
-    assert [len(getattr(light, f'layer{i}')) for i in range(1, 5)] == \
-        [1, 1, 11, 3]
+    assert [len(getattr(light, f'layer{i}')) for i in range(1, 5)] == [
+        1,
+        1,
+        11,
+        3,
+    ]
     assert light.conv1.kernel_size == (7, 7)
     assert len(ECAResNet(arch='ecaresnet269d').layer3) == 48
 
 
-@pytest.mark.parametrize('kwargs,match', [
-    (dict(arch='ecaresnet999'), 'unknown ECAResNet arch'),
-    (dict(depth=51), 'invalid depth'),
-    (dict(depth=50, eca_k_size=4), 'odd'),
-    (dict(depth=50, eca_k_size=(3, 5, 0, 7)), r'eca_k_size\[2\]'),
-    (dict(depth=50, eca_k_size=(3, 5, 7)), 'one kernel size per stage'),
-    (dict(arch='ecaresnet50d', depth=101), 'has depth 50'),
-])
+@pytest.mark.parametrize(
+    'kwargs,match',
+    [
+        (dict(arch='ecaresnet999'), 'unknown ECAResNet arch'),
+        (dict(depth=51), 'invalid depth'),
+        (dict(depth=50, eca_k_size=4), 'odd'),
+        (dict(depth=50, eca_k_size=(3, 5, 0, 7)), r'eca_k_size\[2\]'),
+        (dict(depth=50, eca_k_size=(3, 5, 7)), 'one kernel size per stage'),
+        (dict(arch='ecaresnet50d', depth=101), 'has depth 50'),
+    ],
+)
 def test_bad_arguments_are_explained(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ECAResNet(**kwargs)
@@ -225,8 +271,11 @@ def test_fused_eca_gradients_match_straightforward_form():
     grads = []
     for layer in (fused, plain):
         out = layer.forward_residual(x, idt)
-        grads.append(torch.autograd.grad(
-            out.square().sum(), (x, idt, layer.conv.weight)))
+        grads.append(
+            torch.autograd.grad(
+                out.square().sum(), (x, idt, layer.conv.weight)
+            )
+        )
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
 
@@ -235,14 +284,20 @@ def test_fused_eca_backward_gradcheck_with_the_weight():
     """The custom backward against numerical gradients, for x, identity and
     the conv weight, and with only some of them requiring gradients."""
     from eca_mmdet.models.eca import _ECAResidual
+
     torch.manual_seed(1)
     x = torch.randn(2, 16, 3, 4, dtype=torch.float64)
     idt = torch.randn(2, 16, 3, 4, dtype=torch.float64)
     w = torch.randn(1, 1, 5, dtype=torch.float64)
-    for needs in [(True, True, True), (False, False, True),
-                  (True, False, False), (False, True, False)]:
-        args = [t.clone().requires_grad_(r) for t, r in zip((x, idt, w),
-                                                           needs)]
+    for needs in [
+        (True, True, True),
+        (False, False, True),
+        (True, False, False),
+        (False, True, False),
+    ]:
+        args = [
+            t.clone().requires_grad_(r) for t, r in zip((x, idt, w), needs)
+        ]
         assert torch.autograd.gradcheck(_ECAResidual.apply, args), needs
 
 
@@ -260,10 +315,12 @@ def test_affine_residual_fused_equals_straightforward():
     results = []
     for layer in (fused, plain):
         z = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        out = layer.forward_affine_residual(y, idt, scale, shift,
-                                            z.mean((2, 3)))
-        grads = torch.autograd.grad(out.sin().sum(),
-                                    (y, scale, shift, layer.conv.weight))
+        out = layer.forward_affine_residual(
+            y, idt, scale, shift, z.mean((2, 3))
+        )
+        grads = torch.autograd.grad(
+            out.sin().sum(), (y, scale, shift, layer.conv.weight)
+        )
         results.append((out, *grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
@@ -275,20 +332,26 @@ def test_scale_shift_residual_gradcheck(channels_last):
     BatchNorm-kernel route (contiguous) and the fallback (channels_last),
     with only some inputs requiring gradients."""
     from eca_mmdet.models.eca import _ScaleShiftResidual
+
     torch.manual_seed(2)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = torch.randn(2, 6, 3, 4, dtype=torch.float64).to(memory_format=fmt)
     idt = torch.randn(2, 6, 3, 4, dtype=torch.float64)
     scale = torch.randn(2, 6, 1, 1, dtype=torch.float64)
     shift = torch.randn(2, 6, 1, 1, dtype=torch.float64)
-    for needs in [(True, True, True, True), (False, False, True, False),
-                  (True, False, False, True), (False, True, False, False)]:
-        args = [t.clone().requires_grad_(r) for t, r in zip(
-            (y, idt, scale, shift), needs)]
+    for needs in [
+        (True, True, True, True),
+        (False, False, True, False),
+        (True, False, False, True),
+        (False, True, False, False),
+    ]:
+        args = [
+            t.clone().requires_grad_(r)
+            for t, r in zip((y, idt, scale, shift), needs)
+        ]
         out = _ScaleShiftResidual.apply(*args)
         torch.testing.assert_close(out, y * scale + shift + idt)
-        assert torch.autograd.gradcheck(_ScaleShiftResidual.apply, args), \
-            needs
+        assert torch.autograd.gradcheck(_ScaleShiftResidual.apply, args), needs
 
 
 def test_fused_eca_inplace_inference_writes_into_x():
@@ -324,14 +387,19 @@ def test_backbone_training_gradients_fused_equal_straightforward():
 
 @pytest.mark.parametrize('bn_requires_grad', [False, True])
 def test_frozen_bn_detection_training_matches_straightforward_form(
-        bn_requires_grad):
+    bn_requires_grad,
+):
     """mmdet's detection setting (norm_eval; BN affine frozen or not): the
     bottlenecks pool ECA's input through conv3 (a quarter of the channels);
     outputs and every gradient equal those of the paper's form, which pools
     norm3's output."""
     torch.manual_seed(0)
-    kwargs = dict(depth=50, norm_eval=True, zero_init_residual=False,
-                  norm_cfg=dict(type='BN', requires_grad=bn_requires_grad))
+    kwargs = dict(
+        depth=50,
+        norm_eval=True,
+        zero_init_residual=False,
+        norm_cfg=dict(type='BN', requires_grad=bn_requires_grad),
+    )
     fused = ECAResNet(**kwargs).double()
     fused.init_weights()
     with torch.no_grad():  # non-trivial running statistics
@@ -390,30 +458,48 @@ def test_pretrained_checkpoint_that_fits_is_loaded(tmp_path):
     state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
     state['roi_head.fc.weight'] = torch.zeros(2, 2)
     torch.save(dict(state_dict=state), tmp_path / 'det.pth')
-    model = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5),
-                      init_cfg=_pretrained(tmp_path / 'det.pth', 'backbone.'))
+    model = ECAResNet(
+        depth=18,
+        eca_k_size=(3, 3, 5, 5),
+        init_cfg=_pretrained(tmp_path / 'det.pth', 'backbone.'),
+    )
     model.init_weights()
     for k, v in source.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
 
 
-@pytest.mark.parametrize('model_kwargs,expected', [
-    # another ECA kernel size: names the key and both shapes
-    (dict(depth=18, eca_k_size=(3, 5, 5, 5)),
-     ['layer2.0.eca.conv.weight: checkpoint (1, 1, 3) vs model (1, 1, 5)',
-      'eca_k_size']),
-    # another depth: names the first missing keys and the converter
-    (dict(depth=34, eca_k_size=(3, 3, 5, 5)),
-     ['missing in checkpoint', 'layer1.2.conv1.weight',
-      'tools/convert_weights.py']),
-])
+@pytest.mark.parametrize(
+    'model_kwargs,expected',
+    [
+        # another ECA kernel size: names the key and both shapes
+        (
+            dict(depth=18, eca_k_size=(3, 5, 5, 5)),
+            [
+                'layer2.0.eca.conv.weight: checkpoint (1, 1, 3) vs model (1, 1, 5)',
+                'eca_k_size',
+            ],
+        ),
+        # another depth: names the first missing keys and the converter
+        (
+            dict(depth=34, eca_k_size=(3, 3, 5, 5)),
+            [
+                'missing in checkpoint',
+                'layer1.2.conv1.weight',
+                'tools/convert_weights.py',
+            ],
+        ),
+    ],
+)
 def test_pretrained_checkpoint_that_does_not_fit_is_refused(
-        tmp_path, model_kwargs, expected):
+    tmp_path, model_kwargs, expected
+):
     from eca_mmdet.engine import CheckpointMismatchError
+
     source = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5))
     torch.save(source.state_dict(), tmp_path / 'r18.pth')
-    model = ECAResNet(**model_kwargs,
-                      init_cfg=_pretrained(tmp_path / 'r18.pth'))
+    model = ECAResNet(
+        **model_kwargs, init_cfg=_pretrained(tmp_path / 'r18.pth')
+    )
     with pytest.raises(CheckpointMismatchError) as info:
         model.init_weights()
     message = str(info.value)
@@ -424,6 +510,7 @@ def test_pretrained_checkpoint_that_does_not_fit_is_refused(
 
 def test_plain_resnet_checkpoint_is_named_as_such(tmp_path):
     from eca_mmdet.engine import CheckpointMismatchError
+
     plain = MODELS.build(dict(type='ResNet', depth=18))
     torch.save(plain.state_dict(), tmp_path / 'plain.pth')
     model = ECAResNet(depth=18, init_cfg=_pretrained(tmp_path / 'plain.pth'))
@@ -465,11 +552,14 @@ def _random_stats_backbone(fused=True, **kwargs):
     return model.eval()
 
 
-@pytest.mark.parametrize('kwargs', [
-    dict(depth=50),  # frozen BN: norm3 + ECA + add fused in eager mode
-    dict(depth=18),
-    dict(depth=50, norm_cfg=dict(type='GN', num_groups=8)),
-])
+@pytest.mark.parametrize(
+    'kwargs',
+    [
+        dict(depth=50),  # frozen BN: norm3 + ECA + add fused in eager mode
+        dict(depth=18),
+        dict(depth=50, norm_cfg=dict(type='GN', num_groups=8)),
+    ],
+)
 def test_traced_default_backbone_runs_on_other_shapes(kwargs):
     """torch.jit.trace at one shape gives the paper's outputs at others
     (batch and image size): no sizes frozen into the trace."""
@@ -478,8 +568,9 @@ def test_traced_default_backbone_runs_on_other_shapes(kwargs):
     paper = _random_stats_backbone(fused=False, **kwargs)
     paper.load_state_dict(fused.state_dict())
     with torch.no_grad():
-        traced = torch.jit.trace(fused, torch.randn(1, 3, 64, 96),
-                                 check_trace=False)
+        traced = torch.jit.trace(
+            fused, torch.randn(1, 3, 64, 96), check_trace=False
+        )
         for size in [(2, 3, 96, 160), (3, 3, 72, 50)]:
             x = torch.randn(*size)
             for a, b in zip(traced(x), paper(x)):
@@ -490,22 +581,25 @@ def test_compiled_default_backbone_inference_and_training():
     """torch.compile (dynamo with AOTAutograd, one graph: no breaks) of the
     default backbone: inference equals eager; in detection training (frozen
     BN with trainable affines) the loss and every gradient equal eager's."""
-    model = _random_stats_backbone(depth=18, base_channels=16,
-                                   stem_channels=16)
+    model = _random_stats_backbone(
+        depth=18, base_channels=16, stem_channels=16
+    )
     x = torch.randn(2, 3, 64, 64)
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     with torch.no_grad():
         for a, b in zip(compiled(x), model(x)):
             torch.testing.assert_close(a, b)
-    model = _random_stats_backbone(depth=26, base_channels=16,
-                                   stem_channels=16, norm_eval=True).train()
+    model = _random_stats_backbone(
+        depth=26, base_channels=16, stem_channels=16, norm_eval=True
+    ).train()
     assert model.layer1[0]._frozen_norm3_affine() is not None
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     results = []
     for run in (compiled, model):
         loss = sum(o.square().mean() for o in run(x))
-        results.append((loss, *torch.autograd.grad(
-            loss, list(model.parameters()))))
+        results.append(
+            (loss, *torch.autograd.grad(loss, list(model.parameters())))
+        )
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
 
@@ -517,8 +611,9 @@ def test_fused_eca_backward_under_autocast_with_batch_statistics():
     does (train-mode BN on 2 small images magnifies bfloat16 rounding in
     single weights)."""
     torch.manual_seed(0)
-    model = ECAResNet(depth=18, base_channels=16, stem_channels=16,
-                      zero_init_residual=False).train()
+    model = ECAResNet(
+        depth=18, base_channels=16, stem_channels=16, zero_init_residual=False
+    ).train()
     x = torch.randn(2, 3, 64, 64)
     grads = []
     for autocast in (True, False):

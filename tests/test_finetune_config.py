@@ -11,6 +11,7 @@ sizes, evaluator, schedule and best-checkpoint saving stay the fine-tune
 config's. ``load_from`` is a stand-in 80-class (COCO-like) detector of the
 shrunk size, so that loading a detector of other classes is exercised too.
 """
+
 import json
 import re
 from pathlib import Path
@@ -33,7 +34,7 @@ CATEGORY_IDS = (42, 7, 13)  # for classes[0], [1], [2]: not 1..n, not sorted
 EXTRA_CATEGORY = dict(id=99, name='not_a_class')
 IMG = 64
 
-SHRINK = f'''
+SHRINK = f"""
 model = dict(
     backbone=dict(depth=18, stem_channels=16, base_channels=16),
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
@@ -71,7 +72,7 @@ val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
 test_dataloader = val_dataloader
 train_cfg = dict(max_epochs=1)
 randomness = dict(seed=0)
-'''
+"""
 
 
 def _uncompressed_rle(mask):
@@ -94,11 +95,22 @@ def _box(mask):
     return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
-def _make_split(root, img_dir, ann_file, sizes, classes, first_image_id,
-                rng, empty=(), crowd=None, extra_class=None):
+def _make_split(
+    root,
+    img_dir,
+    ann_file,
+    sizes,
+    classes,
+    first_image_id,
+    rng,
+    empty=(),
+    crowd=None,
+    extra_class=None,
+):
     """Images and a COCO file. Instance ``k`` of an image alternates between
     an ellipse with a compressed-RLE mask and a polygon triangle."""
     from PIL import Image, ImageDraw
+
     (root / img_dir).mkdir(parents=True, exist_ok=True)
     (root / ann_file).parent.mkdir(parents=True, exist_ok=True)
     colours = [(220, 40, 40), (40, 200, 60), (40, 60, 230), (200, 200, 40)]
@@ -108,7 +120,7 @@ def _make_split(root, img_dir, ann_file, sizes, classes, first_image_id,
         image_id = first_image_id + 3 * index  # non-contiguous too
         pixels = rng.integers(60, 140, size=(h, w, 3), dtype=np.uint8)
         canvas = Image.fromarray(pixels)
-        objects = [] if index in empty else [0, 1, 2][:1 + index % 3]
+        objects = [] if index in empty else [0, 1, 2][: 1 + index % 3]
         if index == extra_class:
             objects.append(3)
         for k, label in enumerate(objects):
@@ -117,14 +129,19 @@ def _make_split(root, img_dir, ann_file, sizes, classes, first_image_id,
             bw, bh = int(w * 0.35), int(h * 0.35)
             x0 = int(rng.integers(0, w - bw))
             y0 = int(rng.integers(0, h - bh))
-            ann = dict(id=1000 + len(annotations) * 5, image_id=image_id,
-                       category_id=cat_ids[label], iscrowd=0)
+            ann = dict(
+                id=1000 + len(annotations) * 5,
+                image_id=image_id,
+                category_id=cat_ids[label],
+                iscrowd=0,
+            )
             if k % 2 == 0:
                 draw.ellipse([x0, y0, x0 + bw, y0 + bh], fill=1)
                 mask = np.array(layer, dtype=np.uint8)
                 rle = mask_utils.encode(np.asfortranarray(mask))
-                ann['segmentation'] = dict(size=rle['size'],
-                                           counts=rle['counts'].decode())
+                ann['segmentation'] = dict(
+                    size=rle['size'], counts=rle['counts'].decode()
+                )
             else:
                 points = [x0, y0 + bh, x0 + bw / 2, y0, x0 + bw, y0 + bh]
                 draw.polygon(points, fill=1)
@@ -133,25 +150,38 @@ def _make_split(root, img_dir, ann_file, sizes, classes, first_image_id,
             ann['bbox'] = _box(mask)
             ann['area'] = float(mask.sum())
             annotations.append(ann)
-            canvas.paste(Image.new('RGB', (w, h), colours[label]),
-                         mask=Image.fromarray(mask * 255))
+            canvas.paste(
+                Image.new('RGB', (w, h), colours[label]),
+                mask=Image.fromarray(mask * 255),
+            )
         if index == crowd:
             mask = np.zeros((h, w), np.uint8)
-            mask[h // 2:, :w // 3] = 1
-            annotations.append(dict(
-                id=1000 + len(annotations) * 5, image_id=image_id,
-                category_id=CATEGORY_IDS[0], iscrowd=1,
-                segmentation=_uncompressed_rle(mask), bbox=_box(mask),
-                area=float(mask.sum())))
+            mask[h // 2 :, : w // 3] = 1
+            annotations.append(
+                dict(
+                    id=1000 + len(annotations) * 5,
+                    image_id=image_id,
+                    category_id=CATEGORY_IDS[0],
+                    iscrowd=1,
+                    segmentation=_uncompressed_rle(mask),
+                    bbox=_box(mask),
+                    area=float(mask.sum()),
+                )
+            )
         file_name = f'img_{image_id}.jpg'
         canvas.save(root / img_dir / file_name, quality=95)
-        images.append(dict(id=image_id, file_name=file_name, width=w,
-                           height=h))
+        images.append(
+            dict(id=image_id, file_name=file_name, width=w, height=h)
+        )
     # the file lists its categories in another order than the classes
-    categories = [dict(id=cid, name=name) for cid, name in
-                  zip(CATEGORY_IDS, classes)][::-1] + [EXTRA_CATEGORY]
-    (root / ann_file).write_text(json.dumps(
-        dict(images=images, annotations=annotations, categories=categories)))
+    categories = [
+        dict(id=cid, name=name) for cid, name in zip(CATEGORY_IDS, classes)
+    ][::-1] + [EXTRA_CATEGORY]
+    (root / ann_file).write_text(
+        json.dumps(
+            dict(images=images, annotations=annotations, categories=categories)
+        )
+    )
 
 
 def _dataset_paths(ds):
@@ -162,9 +192,11 @@ def _dataset_paths(ds):
 def _stand_in_detector(child_config, path):
     """A COCO-like (80-class) detector of the shrunk size, its frozen stem
     marked, saved as mmengine does."""
-    import eca_mmdet  # noqa: F401 (registers ECAResNet)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
+    import eca_mmdet  # noqa: F401 (registers ECAResNet)
+
     register_all_modules()
     cfg = Config.fromfile(str(child_config))
     cfg.model.roi_head.bbox_head.num_classes = 80
@@ -173,7 +205,8 @@ def _stand_in_detector(child_config, path):
     state = model.state_dict()
     stem = state['backbone.conv1.weight']
     state['backbone.conv1.weight'] = torch.linspace(
-        -1, 1, stem.numel()).reshape(stem.shape)
+        -1, 1, stem.numel()
+    ).reshape(stem.shape)
     torch.save(dict(meta=dict(), state_dict=state), path)
     return state
 
@@ -186,22 +219,49 @@ def finetuned(tmp_path_factory):
     rng = np.random.default_rng(0)
     train_ann, train_img = _dataset_paths(cfg.train_dataloader.dataset)
     val_ann, val_img = _dataset_paths(cfg.val_dataloader.dataset)
-    _make_split(root, train_img, train_ann, TRAIN_SIZES, classes, 11, rng,
-                empty=(4,), crowd=1, extra_class=2)
-    _make_split(root, val_img, val_ann, VAL_SIZES, classes, 501, rng,
-                empty=(1,), crowd=2)
+    _make_split(
+        root,
+        train_img,
+        train_ann,
+        TRAIN_SIZES,
+        classes,
+        11,
+        rng,
+        empty=(4,),
+        crowd=1,
+        extra_class=2,
+    )
+    _make_split(
+        root,
+        val_img,
+        val_ann,
+        VAL_SIZES,
+        classes,
+        501,
+        rng,
+        empty=(1,),
+        crowd=2,
+    )
 
     child = root / 'finetune_tiny.py'
     ckpt = root / 'coco_like_detector.pth'
-    child.write_text(f'_base_ = {str(FINETUNE)!r}\n'
-                     f'load_from = {str(ckpt)!r}\n' + SHRINK)
+    child.write_text(
+        f'_base_ = {str(FINETUNE)!r}\nload_from = {str(ckpt)!r}\n' + SHRINK
+    )
     loaded = _stand_in_detector(child, ckpt)
     work = root / 'work'
     # cwd=root: the config's data_root (and evaluator file) resolve there
     proc = run_tool(['train.py', child, '--work-dir', work], cwd=root)
     assert proc.returncode == 0, explain(proc)
-    return dict(root=root, cfg=cfg, classes=classes, work=work, proc=proc,
-                loaded=loaded, val_ann=val_ann)
+    return dict(
+        root=root,
+        cfg=cfg,
+        classes=classes,
+        work=work,
+        proc=proc,
+        loaded=loaded,
+        val_ann=val_ann,
+    )
 
 
 def test_config_wiring(finetuned):
@@ -228,20 +288,25 @@ def test_load_from_none_starts_from_the_imagenet_backbone(tmp_path):
     """Set load_from = None in the file: the backbone is initialised from
     the base config's converted ImageNet weights again."""
     text = FINETUNE.read_text()
-    text, n = re.subn(r"^load_from = .*$", 'load_from = None', text,
-                      flags=re.M)
+    text, n = re.subn(
+        r'^load_from = .*$', 'load_from = None', text, flags=re.M
+    )
     assert n == 1
-    text = text.replace("'../mask_rcnn_ecanet50_1x.py'",
-                        repr(str(REPO / 'configs' /
-                                 'mask_rcnn_ecanet50_1x.py')))
+    text = text.replace(
+        "'../mask_rcnn_ecanet50_1x.py'",
+        repr(str(REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py')),
+    )
     edited = tmp_path / 'edited.py'
     edited.write_text(text)
     cfg = Config.fromfile(str(edited))
     assert cfg.load_from is None
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
-    assert cfg.model.backbone.init_cfg.checkpoint == \
-        Config.fromfile(str(REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py')
-                        ).model.backbone.init_cfg.checkpoint
+    assert (
+        cfg.model.backbone.init_cfg.checkpoint
+        == Config.fromfile(
+            str(REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py')
+        ).model.backbone.init_cfg.checkpoint
+    )
 
 
 def test_trained_heads_have_the_configs_classes(finetuned):
@@ -257,20 +322,28 @@ def test_trained_heads_have_the_configs_classes(finetuned):
     assert tuple(ckpt['meta']['dataset_meta']['classes']) == classes
     # load_from was loaded: the frozen stem still holds the stand-in's
     # weights; the 80-class layers did not fit and were left new
-    assert torch.equal(state['backbone.conv1.weight'],
-                       finetuned['loaded']['backbone.conv1.weight'])
+    assert torch.equal(
+        state['backbone.conv1.weight'],
+        finetuned['loaded']['backbone.conv1.weight'],
+    )
     log = finetuned['proc'].stdout + finetuned['proc'].stderr
-    assert re.search(r'size mismatch for roi_head\.bbox_head\.fc_cls\.weight'
-                     r'.*torch\.Size\(\[81, 64\]\).*torch\.Size\(\['
-                     rf'{n + 1}, 64\]\)', log), explain(finetuned['proc'])
+    assert re.search(
+        r'size mismatch for roi_head\.bbox_head\.fc_cls\.weight'
+        r'.*torch\.Size\(\[81, 64\]\).*torch\.Size\(\['
+        rf'{n + 1}, 64\]\)',
+        log,
+    ), explain(finetuned['proc'])
 
 
 def test_validation_metrics_and_best_checkpoint(finetuned):
     work = finetuned['work']
     scalars = list(work.glob('*/vis_data/scalars.json'))
     assert len(scalars) == 1, scalars
-    records = [json.loads(line) for line in
-               scalars[0].read_text().splitlines() if line.strip()]
+    records = [
+        json.loads(line)
+        for line in scalars[0].read_text().splitlines()
+        if line.strip()
+    ]
     val = [r for r in records if 'coco/bbox_mAP' in r]
     assert len(val) == 1, records  # one epoch, validated once
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
@@ -287,9 +360,16 @@ def test_test_tool_on_the_best_checkpoint(finetuned, tmp_path):
     """tools/test.py with the same config: the test dataloader and evaluator
     (the val set) score the best checkpoint into metrics.json."""
     out = tmp_path / 'test'
-    proc = run_tool(['test.py', finetuned['root'] / 'finetune_tiny.py',
-                     finetuned['work'] / 'best_coco_bbox_mAP_epoch_1.pth',
-                     '--work-dir', out], cwd=finetuned['root'])
+    proc = run_tool(
+        [
+            'test.py',
+            finetuned['root'] / 'finetune_tiny.py',
+            finetuned['work'] / 'best_coco_bbox_mAP_epoch_1.pth',
+            '--work-dir',
+            out,
+        ],
+        cwd=finetuned['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     metrics = json.loads((out / 'metrics.json').read_text())
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
@@ -309,14 +389,24 @@ def test_check_then_a_wrong_evaluator_file(finetuned):
     proc = run_tool(['train.py', child, '--check'], cwd=finetuned['root'])
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.startswith('ok: '), explain(proc)
-    train_ann = finetuned['cfg'].data_root + \
-        finetuned['cfg'].train_dataloader.dataset.ann_file
-    proc = run_tool(['train.py', child, '--check', '--cfg-options',
-                     f'val_evaluator.ann_file={train_ann}'],
-                    cwd=finetuned['root'])
+    train_ann = (
+        finetuned['cfg'].data_root
+        + finetuned['cfg'].train_dataloader.dataset.ann_file
+    )
+    proc = run_tool(
+        [
+            'train.py',
+            child,
+            '--check',
+            '--cfg-options',
+            f'val_evaluator.ann_file={train_ann}',
+        ],
+        cwd=finetuned['root'],
+    )
     assert proc.returncode == 1, explain(proc)
-    errors = [ln for ln in proc.stderr.splitlines()
-              if ln.startswith('error: ')]
+    errors = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')
+    ]
     assert len(errors) == 1 and 'Traceback' not in proc.stderr, explain(proc)
     assert f'val_evaluator.ann_file={train_ann!r}' in errors[0]
     assert f'3 of the {len(VAL_SIZES)} image ids' in errors[0]

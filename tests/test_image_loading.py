@@ -1,18 +1,20 @@
 """Unreadable images: training skips them (logged, counted), evaluation stops
 with one line naming the file."""
+
 import logging
-import shutil
 
 import cv2
 import numpy as np
 import pytest
-
 from tools_testlib import explain, make_dataset, run_tool, write_config
 
 pytest.importorskip('mmdet')
 
-from eca_mmdet.datasets import (ImageReadError,  # noqa: E402
-                                SafeLoadImageFromFile, guard_image_loading)
+from eca_mmdet.datasets import (
+    ImageReadError,  # noqa: E402
+    SafeLoadImageFromFile,
+    guard_image_loading,
+)
 
 
 def _image_files(tmp_path):
@@ -22,20 +24,23 @@ def _image_files(tmp_path):
     for ext in ('png', 'jpg'):
         data = cv2.imencode(f'.{ext}', img)[1].tobytes()
         (tmp_path / f'ok.{ext}').write_bytes(data)
-        (tmp_path / f'truncated.{ext}').write_bytes(data[:len(data) // 2])
+        (tmp_path / f'truncated.{ext}').write_bytes(data[: len(data) // 2])
         files[ext] = tmp_path / f'ok.{ext}'
     (tmp_path / 'garbage.jpg').write_bytes(b'not an image at all')
     (tmp_path / 'empty.png').write_bytes(b'')
     return img, files
 
 
-@pytest.mark.parametrize('name,reason', [
-    ('missing.png', 'file not found'),
-    ('truncated.png', 'corrupt or truncated'),
-    ('truncated.jpg', 'corrupt or truncated'),
-    ('garbage.jpg', 'corrupt or truncated'),
-    ('empty.png', 'empty file (0 bytes)'),
-])
+@pytest.mark.parametrize(
+    'name,reason',
+    [
+        ('missing.png', 'file not found'),
+        ('truncated.png', 'corrupt or truncated'),
+        ('truncated.jpg', 'corrupt or truncated'),
+        ('garbage.jpg', 'corrupt or truncated'),
+        ('empty.png', 'empty file (0 bytes)'),
+    ],
+)
 def test_unreadable_image_is_skipped_or_named(tmp_path, name, reason):
     _image_files(tmp_path)
     log = tmp_path / 'skipped_images.txt'
@@ -66,6 +71,7 @@ def test_skip_count_is_of_distinct_files(tmp_path):
     """The same broken file skipped in every epoch, by several workers
     (loader copies sharing the log), counts once."""
     from mmengine.logging import MMLogger
+
     _image_files(tmp_path)
     log = tmp_path / 'skipped_images.txt'
     workers = [SafeLoadImageFromFile(skip_log=str(log)) for _ in range(2)]
@@ -97,11 +103,13 @@ def test_image_of_another_size_than_annotated(tmp_path):
     assert skip.transform(dict(results)) is None
     assert log.read_text() == (
         f'{path}\tthe image is 50x40 pixels but its annotation says 64x48 '
-        '(width x height); its boxes and masks would not fit it\n')
+        '(width x height); its boxes and masks would not fit it\n'
+    )
     with pytest.raises(ImageReadError) as info:
         SafeLoadImageFromFile(skip_unreadable=False).transform(dict(results))
-    assert str(info.value).startswith(f'cannot use image {path}: the image '
-                                      'is 50x40 pixels')
+    assert str(info.value).startswith(
+        f'cannot use image {path}: the image is 50x40 pixels'
+    )
     fits = dict(results, height=40, width=50)
     assert skip.transform(fits)['img'].shape == (40, 50, 3)
 
@@ -115,10 +123,11 @@ def test_readable_images_load_as_before(tmp_path):
 
 def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
     from mmcv.transforms import LoadImageFromFile
-    from mmengine.config import Config
-    from mmengine.dataset import ConcatDataset
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.dataset import ConcatDataset
+
     register_all_modules()
     data = make_dataset(tmp_path / 'shapes')
     cfg = Config.fromfile(str(write_config(tmp_path / 'c.py', data)))
@@ -136,8 +145,10 @@ def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
     # already guarded loaders are left alone; the config is not touched
     assert guard_image_loading(wrapped, False) == 0
     assert ds_cfg.pipeline[0].type == 'LoadImageFromFile'
-    assert type(DATASETS.build(ds_cfg).pipeline.transforms[0]) is \
-        LoadImageFromFile
+    assert (
+        type(DATASETS.build(ds_cfg).pipeline.transforms[0])
+        is LoadImageFromFile
+    )
     sample = a[0]
     assert sample['inputs'].shape[0] == 1  # grayscale, as configured
 
@@ -163,41 +174,56 @@ def broken_shapes(tmp_path_factory):
 
 def test_training_skips_and_counts_a_truncated_image(broken_shapes):
     work = broken_shapes['root'] / 'work'
-    proc = run_tool(['train.py', broken_shapes['config'], '--work-dir', work],
-                    cwd=broken_shapes['root'])
+    proc = run_tool(
+        ['train.py', broken_shapes['config'], '--work-dir', work],
+        cwd=broken_shapes['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     victim = str(broken_shapes['broken']['train'])
     resized = str(broken_shapes['broken']['resized'])
     out = proc.stdout + proc.stderr
     assert f'skipping training image {victim}' in out, explain(proc)
-    assert f'skipping training image {resized}: the image is 1x1 pixels but ' \
+    assert (
+        f'skipping training image {resized}: the image is 1x1 pixels but '
         'its annotation says 64x64' in out
+    )
     assert '2 distinct image(s) skipped in this run' in out
     # two epochs, each file listed (and counted) once
     listed = (work / 'skipped_images.txt').read_text().splitlines()
     assert sorted(ln.split('\t')[0] for ln in listed) == sorted(
-        [victim, resized]), listed
+        [victim, resized]
+    ), listed
     assert '3 distinct' not in out
     assert (work / 'epoch_2.pth').is_file()
     assert victim in (next(work.glob('*/*.log'))).read_text()
 
 
 @pytest.mark.parametrize('workers', [0, 1])
-def test_evaluation_stops_naming_a_truncated_image(broken_shapes, tmp_path,
-                                                   workers):
+def test_evaluation_stops_naming_a_truncated_image(
+    broken_shapes, tmp_path, workers
+):
     ckpt = broken_shapes['root'] / 'work' / 'epoch_1.pth'
     if not ckpt.is_file():
-        pytest.skip('needs the training test\'s checkpoint')
-    proc = run_tool([
-        'test.py', broken_shapes['config'], ckpt, '--work-dir',
-        tmp_path / 'out', '--cfg-options',
-        f'test_dataloader.num_workers={workers}',
-        f'test_dataloader.persistent_workers={workers > 0}'
-    ], cwd=broken_shapes['root'])
+        pytest.skip("needs the training test's checkpoint")
+    proc = run_tool(
+        [
+            'test.py',
+            broken_shapes['config'],
+            ckpt,
+            '--work-dir',
+            tmp_path / 'out',
+            '--cfg-options',
+            f'test_dataloader.num_workers={workers}',
+            f'test_dataloader.persistent_workers={workers > 0}',
+        ],
+        cwd=broken_shapes['root'],
+    )
     assert proc.returncode == 1, explain(proc)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error')]
     victim = str(broken_shapes['broken']['val'])
-    assert errors == [f'error: cannot read image {victim}: not a decodable '
-                      'image (corrupt or truncated)'], explain(proc)
+    assert errors == [
+        f'error: cannot read image {victim}: not a decodable '
+        'image (corrupt or truncated)'
+    ], explain(proc)
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out' / 'metrics.json').exists()

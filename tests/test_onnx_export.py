@@ -1,6 +1,7 @@
 """ONNX export of the default (fused) ECA models and every ECA detector
 config, checked in onnxruntime against PyTorch and the paper's form on other
 input sizes; tools/export_onnx.py. Skipped without onnx/onnxruntime."""
+
 import os.path as osp
 import sys
 from glob import glob
@@ -11,8 +12,11 @@ from mmengine.config import Config
 
 import eca_mmdet  # noqa: F401
 from eca_mmdet.apis import export as export_api
-from eca_mmdet.apis.export import (build_export_model, check_onnxruntime,
-                                   export_onnx)
+from eca_mmdet.apis.export import (
+    build_export_model,
+    check_onnxruntime,
+    export_onnx,
+)
 from eca_mmdet.models import ECAResNet
 
 onnx = pytest.importorskip('onnx')
@@ -20,17 +24,25 @@ ort = pytest.importorskip('onnxruntime')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DETECTOR_CONFIGS = sorted(
-    osp.relpath(p, REPO) for p in glob(osp.join(REPO, 'configs', '**', '*.py'),
-                                       recursive=True)
-    if '_base_' not in p and 'finetune' not in p)
+    osp.relpath(p, REPO)
+    for p in glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in p and 'finetune' not in p
+)
 POOLS = ('ReduceMean', 'GlobalAveragePool')
 ELEMENTWISE = ('Mul', 'Add', 'Expand', 'BatchNormalization')
 
 
 def _backbone(fused=True, **kwargs):
     torch.manual_seed(0)
-    kwargs = dict(dict(depth=50, base_channels=16, stem_channels=16,
-                       zero_init_residual=False), **kwargs)
+    kwargs = dict(
+        dict(
+            depth=50,
+            base_channels=16,
+            stem_channels=16,
+            zero_init_residual=False,
+        ),
+        **kwargs,
+    )
     model = ECAResNet(eca_fused=fused, **kwargs)
     with torch.no_grad():  # non-trivial BatchNorm statistics and affines
         for m in model.modules():
@@ -48,8 +60,9 @@ def _rel(a, b):
 
 def _ort_outputs(path, x):
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    return [torch.from_numpy(o) for o in session.run(None,
-                                                      {'inputs': x.numpy()})]
+    return [
+        torch.from_numpy(o) for o in session.run(None, {'inputs': x.numpy()})
+    ]
 
 
 BACKBONES = {
@@ -93,11 +106,15 @@ def _graph_passes(path):
     ``{op: [channels, ...]}``."""
     model = onnx.shape_inference.infer_shapes(onnx.load(path))
     dims = {}
-    for v in (list(model.graph.value_info) + list(model.graph.input) +
-              list(model.graph.output)):
+    for v in (
+        list(model.graph.value_info)
+        + list(model.graph.input)
+        + list(model.graph.output)
+    ):
         shape = v.type.tensor_type.shape.dim
-        dims[v.name] = [d.dim_value if d.HasField('dim_value') else None
-                        for d in shape]
+        dims[v.name] = [
+            d.dim_value if d.HasField('dim_value') else None for d in shape
+        ]
     passes = {}
     for node in model.graph.node:
         assert node.domain in ('', 'ai.onnx'), node.op_type
@@ -138,6 +155,7 @@ def test_fused_eager_path_is_unchanged_outside_export():
     """Outside tracing and export the default model still runs the fused
     autograd Functions (the fast path)."""
     from eca_mmdet.models import eca
+
     model = _backbone().train()
     calls = []
     original = eca._ScaleShiftResidual.apply
@@ -167,8 +185,8 @@ def _tiny(config):
         'model.backbone.stem_channels': base,
         'model.backbone.init_cfg': None,
         'model.backbone.norm_cfg': dict(type='GN', num_groups=2)
-        if backbone.get('norm_cfg', {}).get('type') == 'GN' else
-        backbone.get('norm_cfg', dict(type='BN')),
+        if backbone.get('norm_cfg', {}).get('type') == 'GN'
+        else backbone.get('norm_cfg', dict(type='BN')),
         'model.neck.in_channels': [outs[i] for i in indices],
         'model.neck.out_channels': width,
     }
@@ -186,8 +204,9 @@ def test_detector_config_exports_and_matches(config, tmp_path):
     """Every ECA detector config (at tiny widths): single-stage in mmdet's
     tensor mode, two-stage up to the RPN (features and RPN maps; the RoI
     stage uses mmcv ops without an ONNX form), other sizes and batch."""
-    model = build_export_model(osp.join(REPO, config),
-                               cfg_options=_tiny(config))
+    model = build_export_model(
+        osp.join(REPO, config), cfg_options=_tiny(config)
+    )
     single = 'retinanet' in config
     assert model.part == ('tensor' if single else 'dense')
     path = str(tmp_path / 'det.onnx')
@@ -207,8 +226,11 @@ def test_detector_config_exports_and_matches(config, tmp_path):
         x = torch.randn(1, 3, 64, 64)
         ours = model(x)
         det = model.detector
-        theirs = det(x, mode='tensor') if single else \
-            (det.extract_feat(x), det.rpn_head(det.extract_feat(x)))
+        theirs = (
+            det(x, mode='tensor')
+            if single
+            else (det.extract_feat(x), det.rpn_head(det.extract_feat(x)))
+        )
     # single-stage: scores and boxes per level; else features, RPN maps
     groups = theirs if single else (theirs[0], *theirs[1][:2])
     flat = [t for group in groups for t in group]
@@ -224,10 +246,16 @@ def test_two_stage_tensor_mode_is_blocked_by_mmdet_itself(tmp_path):
     no ONNX form). Why the export ends at the RPN; if this starts to pass,
     revisit TensorModel's 'dense' part."""
     from mmdet.structures import DetDataSample
+
     model = build_export_model(
-        osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py'))
-    meta = dict(img_shape=(64, 64), ori_shape=(64, 64),
-                scale_factor=(1.0, 1.0), batch_input_shape=(64, 64))
+        osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py')
+    )
+    meta = dict(
+        img_shape=(64, 64),
+        ori_shape=(64, 64),
+        scale_factor=(1.0, 1.0),
+        batch_input_shape=(64, 64),
+    )
 
     class Full(torch.nn.Module):
         def __init__(self):
@@ -238,9 +266,13 @@ def test_two_stage_tensor_mode_is_blocked_by_mmdet_itself(tmp_path):
             return self.det(x, [DetDataSample(metainfo=meta)], mode='tensor')
 
     with pytest.raises(ModuleNotFoundError, match='mmdet.core'):
-        torch.onnx.export(Full(), (torch.randn(1, 3, 64, 64), ),
-                          str(tmp_path / 'full.onnx'), opset_version=17,
-                          dynamo=False)
+        torch.onnx.export(
+            Full(),
+            (torch.randn(1, 3, 64, 64),),
+            str(tmp_path / 'full.onnx'),
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 # tools/export_onnx.py (in-process: its main)
@@ -250,16 +282,28 @@ SHAPES = osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py')
 
 def test_cli_exports_and_prints_shapes_and_check(tmp_path, capsys):
     out = tmp_path / 'sub' / 'shapes.onnx'
-    status = export_api.main([SHAPES, '--out', str(out), '--shape', '64',
-                              '96', '--check-shape', '128', '64'])
+    status = export_api.main(
+        [
+            SHAPES,
+            '--out',
+            str(out),
+            '--shape',
+            '64',
+            '96',
+            '--check-shape',
+            '128',
+            '64',
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert out.is_file()
     assert 'input  inputs (1, 3, 64, 96)' in printed
     assert 'output feat0 (1, 64, 16, 24)' in printed
     assert 'output rpn_cls_score4 (1, 3, 1, 2)' in printed
-    assert 'onnxruntime vs PyTorch on another input, (2, 3, 128, 64)' \
-        in printed
+    assert (
+        'onnxruntime vs PyTorch on another input, (2, 3, 128, 64)' in printed
+    )
     assert 'feat0 (2, 64, 32, 16)' in printed
     assert printed.rstrip().endswith('<= 1e-04: OK')
 
@@ -272,8 +316,21 @@ def test_cli_loads_the_checkpoint(tmp_path, capsys):
     ckpt = tmp_path / 'w.pth'
     torch.save(dict(state_dict=model.detector.state_dict()), ckpt)
     out = str(tmp_path / 'b.onnx')
-    assert export_api.main([SHAPES, str(ckpt), '--out', out,
-                            '--backbone-only', '--shape', '64', '64']) == 0
+    assert (
+        export_api.main(
+            [
+                SHAPES,
+                str(ckpt),
+                '--out',
+                out,
+                '--backbone-only',
+                '--shape',
+                '64',
+                '64',
+            ]
+        )
+        == 0
+    )
     assert 'output backbone3 (1, 256, 2, 2)' in capsys.readouterr().out
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -290,10 +347,13 @@ def _error_line(capsys):
     return lines[-1]
 
 
-@pytest.mark.parametrize('args,message', [
-    (['missing.py'], 'error: config file not found: missing.py'),
-    ([SHAPES, 'missing.pth'], 'error: checkpoint not found: missing.pth'),
-])
+@pytest.mark.parametrize(
+    'args,message',
+    [
+        (['missing.py'], 'error: config file not found: missing.py'),
+        ([SHAPES, 'missing.pth'], 'error: checkpoint not found: missing.pth'),
+    ],
+)
 def test_cli_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert export_api.main(args + ['--out', str(tmp_path / 'x.onnx')]) == 1
     assert _error_line(capsys) == message
@@ -302,17 +362,28 @@ def test_cli_bad_input_is_one_line(args, message, tmp_path, capsys):
 
 def test_cli_checkpoint_of_another_model_is_refused(tmp_path, capsys):
     torch.save(ECAResNet(depth=18).state_dict(), tmp_path / 'r18.pth')
-    assert export_api.main([SHAPES, str(tmp_path / 'r18.pth'), '--out',
-                            str(tmp_path / 'x.onnx')]) == 1
+    assert (
+        export_api.main(
+            [
+                SHAPES,
+                str(tmp_path / 'r18.pth'),
+                '--out',
+                str(tmp_path / 'x.onnx'),
+            ]
+        )
+        == 1
+    )
     err = _error_line(capsys)
     assert err.startswith('error: checkpoint ') and 'does not fit' in err
 
 
 @pytest.mark.parametrize('missing', ['onnx', 'onnxruntime'])
-def test_cli_without_onnx_says_how_to_install(missing, tmp_path, capsys,
-                                              monkeypatch):
+def test_cli_without_onnx_says_how_to_install(
+    missing, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setitem(sys.modules, missing, None)  # import fails
     assert export_api.main([SHAPES, '--out', str(tmp_path / 'x.onnx')]) == 1
     assert _error_line(capsys) == (
         f'error: {missing} is not installed: install the extra: pip install '
-        '"eca-mmdet[onnx]" (or: pip install onnx onnxruntime)')
+        '"eca-mmdet[onnx]" (or: pip install onnx onnxruntime)'
+    )

@@ -1,18 +1,28 @@
 """Preflight: a missing dataset / checkpoint stops the tools at once with one
 line naming the path and the override (exit 1, no traceback)."""
+
 import shutil
 
 import pytest
 import torch
-from tools_testlib import (REPO, explain, free_port, make_dataset, run_tool,
-                           tool_env, write_config)
+from tools_testlib import (
+    REPO,
+    explain,
+    free_port,
+    make_dataset,
+    run_tool,
+    tool_env,
+    write_config,
+)
 
 pytest.importorskip('mmdet')
 
 from mmengine.config import Config  # noqa: E402
 
-from eca_mmdet.apis.preflight import (PreflightError,  # noqa: E402
-                                      preflight_check)
+from eca_mmdet.apis.preflight import (
+    PreflightError,  # noqa: E402
+    preflight_check,
+)
 
 
 @pytest.fixture(scope='module')
@@ -42,10 +52,13 @@ def _assert_one_line_error(proc, *needles):
 
 # --- in-process checks of preflight_check ----------------------------------
 
+
 def test_complete_config_passes(shapes):
     cfg = _load(shapes)
-    assert preflight_check(cfg, 'train') == ['train_dataloader',
-                                            'val_dataloader']
+    assert preflight_check(cfg, 'train') == [
+        'train_dataloader',
+        'val_dataloader',
+    ]
     assert preflight_check(cfg, 'test', checkpoint=None) == ['test_dataloader']
 
 
@@ -65,22 +78,27 @@ def test_missing_annotation_file_and_image_dir(shapes, tmp_path):
     shutil.copytree(shapes['data'], data)
     cfg = _load(shapes, **{'train_dataloader.dataset.data_root': str(data)})
     (data / 'annotations' / 'instances_train.json').unlink()
-    with pytest.raises(PreflightError, match='annotation file not found.*'
-                       'instances_train.json'):
+    with pytest.raises(
+        PreflightError, match='annotation file not found.*instances_train.json'
+    ):
         preflight_check(cfg, 'train')
-    shutil.copy(shapes['data'] / 'annotations' / 'instances_train.json',
-                data / 'annotations')
+    shutil.copy(
+        shapes['data'] / 'annotations' / 'instances_train.json',
+        data / 'annotations',
+    )
     shutil.rmtree(data / 'train')
-    with pytest.raises(PreflightError,
-                       match=r'image directory not found: .*partial/train'):
+    with pytest.raises(
+        PreflightError, match=r'image directory not found: .*partial/train'
+    ):
         preflight_check(cfg, 'train')
 
 
 def test_missing_evaluator_annotation(shapes, tmp_path):
     missing = str(tmp_path / 'val.json')
     cfg = _load(shapes, **{'test_evaluator.ann_file': missing})
-    with pytest.raises(PreflightError,
-                       match='test_evaluator.ann_file=FILE') as info:
+    with pytest.raises(
+        PreflightError, match='test_evaluator.ann_file=FILE'
+    ) as info:
         preflight_check(cfg, 'test')
     assert missing in str(info.value)
 
@@ -97,12 +115,15 @@ def test_wrapped_datasets_are_walked(shapes, tmp_path):
     inner = cfg.train_dataloader.dataset
     inner.data_root = str(tmp_path / 'gone')
     cfg.train_dataloader.dataset = dict(
-        type='RepeatDataset', times=2,
-        dataset=dict(type='ConcatDataset', datasets=[inner]))
+        type='RepeatDataset',
+        times=2,
+        dataset=dict(type='ConcatDataset', datasets=[inner]),
+    )
     with pytest.raises(PreflightError) as info:
         preflight_check(cfg, 'train')
     assert 'train_dataloader.dataset.dataset.datasets.0.data_root' in str(
-        info.value)
+        info.value
+    )
 
 
 def test_missing_pretrained_checkpoint(shapes, tmp_path):
@@ -126,7 +147,8 @@ def test_missing_pretrained_checkpoint(shapes, tmp_path):
 def test_torchvision_pretrained_is_flagged(shapes):
     cfg = _load(shapes)
     cfg.model.backbone.init_cfg = dict(
-        type='Pretrained', checkpoint='torchvision://resnet50')
+        type='Pretrained', checkpoint='torchvision://resnet50'
+    )
     with pytest.raises(PreflightError, match='tools/convert_weights.py'):
         preflight_check(cfg, 'train')
 
@@ -136,11 +158,9 @@ def test_missing_checkpoints_to_test_resume_or_load(shapes, tmp_path):
     with pytest.raises(PreflightError, match='checkpoint to test'):
         preflight_check(_load(shapes), 'test', checkpoint=missing)
     with pytest.raises(PreflightError, match='resume from'):
-        preflight_check(_load(shapes, resume=True, load_from=missing),
-                        'train')
+        preflight_check(_load(shapes, resume=True, load_from=missing), 'train')
     with pytest.raises(PreflightError, match='load_from'):
         preflight_check(_load(shapes, load_from=missing), 'train')
-
 
 
 def test_unloadable_checkpoint_files_stop_at_start(shapes, tmp_path):
@@ -151,35 +171,50 @@ def test_unloadable_checkpoint_files_stop_at_start(shapes, tmp_path):
     empty.write_bytes(b'')
     text = tmp_path / 'notes.pth'
     text.write_text('these are not weights\n')
-    with pytest.raises(PreflightError,
-                       match=r'checkpoint to test .*empty\.pth is empty '
-                       r'\(0 bytes\)'):
+    with pytest.raises(
+        PreflightError,
+        match=r'checkpoint to test .*empty\.pth is empty '
+        r'\(0 bytes\)',
+    ):
         preflight_check(_load(shapes), 'test', checkpoint=str(empty))
     with pytest.raises(PreflightError, match=r'notes\.pth is not a'):
-        preflight_check(_load(shapes, resume=True, load_from=str(text)),
-                        'train')
-    with pytest.raises(PreflightError, match=r'\(load_from\) .*empty\.pth is '):
+        preflight_check(
+            _load(shapes, resume=True, load_from=str(text)), 'train'
+        )
+    with pytest.raises(
+        PreflightError, match=r'\(load_from\) .*empty\.pth is '
+    ):
         preflight_check(_load(shapes, load_from=str(empty)), 'train')
     cfg = _load(shapes)
-    cfg.model.backbone.init_cfg = dict(type='Pretrained',
-                                       checkpoint=str(text))
-    with pytest.raises(PreflightError,
-                       match=r'pretrained checkpoint .*notes\.pth '
-                       r'\(model\.backbone\.init_cfg\.checkpoint\) is not a'):
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(text))
+    with pytest.raises(
+        PreflightError,
+        match=r'pretrained checkpoint .*notes\.pth '
+        r'\(model\.backbone\.init_cfg\.checkpoint\) is not a',
+    ):
         preflight_check(cfg, 'train')
 
 
 # --- the tools: one line, exit 1 -------------------------------------------
 
+
 def test_train_tool_missing_data_root(shapes, tmp_path):
     missing = str(tmp_path / 'nowhere') + '/'
     work = tmp_path / 'work'
-    proc = run_tool([
-        'train.py', shapes['config'], '--work-dir', work, '--cfg-options',
-        f'train_dataloader.dataset.data_root={missing}'
-    ], cwd=tmp_path)
-    _assert_one_line_error(proc, missing,
-                           'train_dataloader.dataset.data_root=')
+    proc = run_tool(
+        [
+            'train.py',
+            shapes['config'],
+            '--work-dir',
+            work,
+            '--cfg-options',
+            f'train_dataloader.dataset.data_root={missing}',
+        ],
+        cwd=tmp_path,
+    )
+    _assert_one_line_error(
+        proc, missing, 'train_dataloader.dataset.data_root='
+    )
     assert not list(work.glob('*.pth'))
 
 
@@ -187,46 +222,72 @@ def test_train_tool_missing_pretrained(shapes, tmp_path):
     ckpt = str(tmp_path / 'ecanet18_mmdet.pth')
     config = tmp_path / 'pretrained.py'
     config.write_text(
-        f"_base_ = {str(shapes['config'])!r}\n"
-        "model = dict(backbone=dict(init_cfg=dict(\n"
-        f"    _delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n")
-    proc = run_tool(['train.py', config, '--work-dir', tmp_path / 'work'],
-                    cwd=tmp_path)
-    _assert_one_line_error(proc, ckpt, 'tools/convert_weights.py',
-                           'model.backbone.init_cfg.checkpoint')
+        f'_base_ = {str(shapes["config"])!r}\n'
+        'model = dict(backbone=dict(init_cfg=dict(\n'
+        f"    _delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n"
+    )
+    proc = run_tool(
+        ['train.py', config, '--work-dir', tmp_path / 'work'], cwd=tmp_path
+    )
+    _assert_one_line_error(
+        proc,
+        ckpt,
+        'tools/convert_weights.py',
+        'model.backbone.init_cfg.checkpoint',
+    )
 
 
 def test_train_tool_backbone_checkpoint_misfit(shapes, tmp_path):
     """Weights for another ECA kernel size: one line naming the key and both
     shapes, before any training step (mmengine would only log it)."""
     import torch
+
     from eca_mmdet.models import ECAResNet
+
     ckpt = tmp_path / 'ecanet18_k3.pth'
-    torch.save(ECAResNet(depth=18, eca_k_size=3, stem_channels=16,
-                         base_channels=16).state_dict(), ckpt)
+    torch.save(
+        ECAResNet(
+            depth=18, eca_k_size=3, stem_channels=16, base_channels=16
+        ).state_dict(),
+        ckpt,
+    )
     config = tmp_path / 'misfit.py'
     config.write_text(
-        f"_base_ = {str(shapes['config'])!r}\n"
-        "model = dict(backbone=dict(eca_k_size=5, init_cfg=dict(\n"
-        f"    _delete_=True, type='Pretrained', checkpoint={str(ckpt)!r})))\n")
+        f'_base_ = {str(shapes["config"])!r}\n'
+        'model = dict(backbone=dict(eca_k_size=5, init_cfg=dict(\n'
+        f"    _delete_=True, type='Pretrained', checkpoint={str(ckpt)!r})))\n"
+    )
     work = tmp_path / 'work'
     proc = run_tool(['train.py', config, '--work-dir', work], cwd=tmp_path)
-    _assert_one_line_error(proc, str(ckpt), 'layer1.0.eca.conv.weight',
-                           'checkpoint (1, 1, 3) vs model (1, 1, 5)')
+    _assert_one_line_error(
+        proc,
+        str(ckpt),
+        'layer1.0.eca.conv.weight',
+        'checkpoint (1, 1, 3) vs model (1, 1, 5)',
+    )
     assert not list(work.glob('epoch_*.pth'))
 
 
 def test_stock_coco_config_without_coco(tmp_path):
     """configs/mask_rcnn_ecanet50_1x.py run where there is no data/coco."""
-    proc = run_tool(['train.py', REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py',
-                     '--work-dir', tmp_path / 'work'], cwd=tmp_path)
+    proc = run_tool(
+        [
+            'train.py',
+            REPO / 'configs' / 'mask_rcnn_ecanet50_1x.py',
+            '--work-dir',
+            tmp_path / 'work',
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, 'data/coco', '--cfg-options')
 
 
 def test_test_tool_missing_checkpoint(shapes, tmp_path):
     missing = str(tmp_path / 'epoch_12.pth')
-    proc = run_tool(['test.py', shapes['config'], missing, '--work-dir',
-                     tmp_path / 'out'], cwd=tmp_path)
+    proc = run_tool(
+        ['test.py', shapes['config'], missing, '--work-dir', tmp_path / 'out'],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, missing)
 
 
@@ -243,18 +304,34 @@ def test_dist_train_checks_once_before_starting(shapes, tmp_path):
     missing = str(tmp_path / 'nowhere') + '/'
     env = tool_env()
     env['PORT'] = str(free_port())
-    proc = run_tool([
-        'dist_train.sh', shapes['config'], '2', '--work-dir',
-        tmp_path / 'work', '--cfg-options',
-        f'train_dataloader.dataset.data_root={missing}'
-    ], cwd=tmp_path, env=env)
+    proc = run_tool(
+        [
+            'dist_train.sh',
+            shapes['config'],
+            '2',
+            '--work-dir',
+            tmp_path / 'work',
+            '--cfg-options',
+            f'train_dataloader.dataset.data_root={missing}',
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     _assert_one_line_error(proc, missing)
     assert 'ChildFailedError' not in proc.stderr
 
 
 def test_check_option(shapes, tmp_path):
-    proc = run_tool(['train.py', shapes['config'], '--check', '--work-dir',
-                     tmp_path / 'work'], cwd=tmp_path)
+    proc = run_tool(
+        [
+            'train.py',
+            shapes['config'],
+            '--check',
+            '--work-dir',
+            tmp_path / 'work',
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.startswith('ok: ')
     assert not (tmp_path / 'work').exists()
@@ -268,39 +345,59 @@ def test_class_count_differing_from_the_dataset(shapes):
         preflight_check(cfg, mode='train')
     message = str(err.value)
     assert 'model.roi_head.mask_head.num_classes=80' in message
-    assert '4 classes' in message and 'circle, square, triangle, star' in \
-        message
+    assert (
+        '4 classes' in message and 'circle, square, triangle, star' in message
+    )
 
 
 def test_train_tool_class_count_mismatch(shapes, tmp_path):
-    proc = run_tool(['train.py', shapes['config'], '--check', '--cfg-options',
-                     'model.roi_head.bbox_head.num_classes=3'], cwd=tmp_path)
-    _assert_one_line_error(proc, 'model.roi_head.bbox_head.num_classes=3',
-                           'has 4 classes')
+    proc = run_tool(
+        [
+            'train.py',
+            shapes['config'],
+            '--check',
+            '--cfg-options',
+            'model.roi_head.bbox_head.num_classes=3',
+        ],
+        cwd=tmp_path,
+    )
+    _assert_one_line_error(
+        proc, 'model.roi_head.bbox_head.num_classes=3', 'has 4 classes'
+    )
 
 
 def _config_with_ann(shapes, tmp_path, ann):
     """The tiny config with its train annotation file replaced by ``ann``."""
     config = tmp_path / 'ann.py'
     config.write_text(
-        f"_base_ = {str(shapes['config'])!r}\n"
-        "train_dataloader = dict(dataset=dict(\n"
-        f"    ann_file={str(ann)!r}))\n")
+        f'_base_ = {str(shapes["config"])!r}\n'
+        'train_dataloader = dict(dataset=dict(\n'
+        f'    ann_file={str(ann)!r}))\n'
+    )
     return config
 
 
 def test_train_tool_annotation_file_not_json(shapes, tmp_path):
     ann = tmp_path / 'instances_train.json'
     ann.write_text('{"images": [}')
-    proc = run_tool(['train.py', _config_with_ann(shapes, tmp_path, ann),
-                     '--work-dir', tmp_path / 'work'], cwd=tmp_path)
+    proc = run_tool(
+        [
+            'train.py',
+            _config_with_ann(shapes, tmp_path, ann),
+            '--work-dir',
+            tmp_path / 'work',
+        ],
+        cwd=tmp_path,
+    )
     _assert_one_line_error(proc, str(ann), 'not valid JSON')
 
 
 def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
     import json
+
     data = json.loads(
-        (shapes['data'] / 'annotations' / 'instances_train.json').read_text())
+        (shapes['data'] / 'annotations' / 'instances_train.json').read_text()
+    )
     first = data['annotations'][0]
     data['annotations'] += [
         dict(first, id=10**6, image_id=-1),  # unknown image
@@ -308,12 +405,20 @@ def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
     ]
     ann = tmp_path / 'instances_train.json'
     ann.write_text(json.dumps(data))
-    proc = run_tool(['train.py', _config_with_ann(shapes, tmp_path, ann),
-                     '--work-dir', tmp_path / 'work', '--check'],
-                    cwd=tmp_path)
+    proc = run_tool(
+        [
+            'train.py',
+            _config_with_ann(shapes, tmp_path, ann),
+            '--work-dir',
+            tmp_path / 'work',
+            '--check',
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, explain(proc)
-    warnings = [ln for ln in proc.stderr.splitlines()
-                if ln.startswith('warning: ')]
+    warnings = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith('warning: ')
+    ]
     assert len(warnings) == 2, explain(proc)
     assert 'image id not in "images"' in warnings[0]
     assert str(10**6) in warnings[0]
@@ -341,19 +446,36 @@ def test_missing_images_warn_for_training_and_stop_evaluation(tmp_path):
 
 def test_second_evaluator_is_named_by_its_index(shapes, tmp_path):
     good = str(shapes['data'] / 'annotations' / 'instances_val.json')
-    cfg = _load(shapes, val_evaluator=[
-        dict(type='CocoMetric', metric='bbox', ann_file=good),
-        dict(type='CocoMetric', metric='bbox',
-             ann_file=str(tmp_path / 'nope.json'))])
+    cfg = _load(
+        shapes,
+        val_evaluator=[
+            dict(type='CocoMetric', metric='bbox', ann_file=good),
+            dict(
+                type='CocoMetric',
+                metric='bbox',
+                ann_file=str(tmp_path / 'nope.json'),
+            ),
+        ],
+    )
     with pytest.raises(PreflightError, match=r'val_evaluator\.1\.ann_file'):
         preflight_check(cfg, 'train')
 
 
 def test_cfg_option_without_value_is_named(shapes, tmp_path):
-    for tool in (['train.py', shapes['config']],
-                 ['test.py', shapes['config'], tmp_path / 'e.pth']):
-        proc = run_tool([*tool, '--check', '--cfg-options',
-                         'train_cfg.max_epochs', 'model.backbone.depth=18'],
-                        cwd=tmp_path)
-        _assert_one_line_error(proc, "--cfg-options 'train_cfg.max_epochs'",
-                               'KEY=VALUE')
+    for tool in (
+        ['train.py', shapes['config']],
+        ['test.py', shapes['config'], tmp_path / 'e.pth'],
+    ):
+        proc = run_tool(
+            [
+                *tool,
+                '--check',
+                '--cfg-options',
+                'train_cfg.max_epochs',
+                'model.backbone.depth=18',
+            ],
+            cwd=tmp_path,
+        )
+        _assert_one_line_error(
+            proc, "--cfg-options 'train_cfg.max_epochs'", 'KEY=VALUE'
+        )

@@ -3,6 +3,7 @@ run later stops at the check with one line (invalid boxes pycocotools would
 score, a file with nothing to score, images of another size than annotated,
 empty image files, malformed RLE masks, a model config that does not build).
 """
+
 import copy
 import json
 
@@ -15,9 +16,11 @@ pytest.importorskip('mmdet')
 
 from mmengine.config import Config  # noqa: E402
 
+from eca_mmdet.apis.preflight import (
+    PreflightError,  # noqa: E402
+    preflight_check,
+)
 from eca_mmdet.datasets import AnnotationError  # noqa: E402
-from eca_mmdet.apis.preflight import (PreflightError,  # noqa: E402
-                                      preflight_check)
 
 
 @pytest.fixture(scope='module')
@@ -26,18 +29,24 @@ def shapes(tmp_path_factory):
     data = make_dataset(root / 'shapes')
     config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
     ann = data / 'annotations'
-    return dict(root=root, data=data, config=config,
-                val=json.loads((ann / 'instances_val.json').read_text()),
-                train=json.loads((ann / 'instances_train.json').read_text()))
+    return dict(
+        root=root,
+        data=data,
+        config=config,
+        val=json.loads((ann / 'instances_val.json').read_text()),
+        train=json.loads((ann / 'instances_train.json').read_text()),
+    )
 
 
 def _one_error(proc):
     assert proc.returncode == 1, explain(proc)
     assert 'Traceback' not in proc.stderr, explain(proc)
-    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()
-              and not ln.startswith('warning: ')]
-    assert len(errors) == 1 and errors[0].startswith('error: '), \
-        explain(proc)
+    errors = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if ln.strip() and not ln.startswith('warning: ')
+    ]
+    assert len(errors) == 1 and errors[0].startswith('error: '), explain(proc)
     return errors[0]
 
 
@@ -46,8 +55,12 @@ def _val_config(shapes, tmp_path, val):
     path = tmp_path / 'val.json'
     path.write_text(json.dumps(val))
     cfg = Config.fromfile(str(shapes['config']))
-    cfg.merge_from_dict({'val_dataloader.dataset.ann_file': str(path),
-                         'val_evaluator.ann_file': str(path)})
+    cfg.merge_from_dict(
+        {
+            'val_dataloader.dataset.ann_file': str(path),
+            'val_evaluator.ann_file': str(path),
+        }
+    )
     cfg.test_dataloader = cfg.val_dataloader
     cfg.test_evaluator = cfg.val_evaluator
     return cfg, str(path)
@@ -65,25 +78,41 @@ def test_invalid_box_in_a_scored_file_stops(shapes, tmp_path):
         with pytest.raises(AnnotationError) as info:
             preflight_check(cfg, mode)
         assert str(info.value).startswith(
-            f'{path}: 1 annotations have a box that is empty')
+            f'{path}: 1 annotations have a box that is empty'
+        )
         assert f'ids {10**6} ' in str(info.value)
     ckpt = tmp_path / 'epoch_1.pth'
     ckpt.write_bytes(b'')
-    error = _one_error(run_tool(
-        ['test.py', shapes['config'], ckpt, '--check', '--cfg-options',
-         f'test_dataloader.dataset.ann_file={path}',
-         f'test_evaluator.ann_file={path}'], cwd=tmp_path))
+    error = _one_error(
+        run_tool(
+            [
+                'test.py',
+                shapes['config'],
+                ckpt,
+                '--check',
+                '--cfg-options',
+                f'test_dataloader.dataset.ann_file={path}',
+                f'test_evaluator.ann_file={path}',
+            ],
+            cwd=tmp_path,
+        )
+    )
     assert path in error and str(10**6) in error
     # the same box in a training file is skipped with a warning
     train = copy.deepcopy(shapes['train'])
     train['annotations'].append(dict(bad, image_id=train['images'][0]['id']))
     (tmp_path / 'train.json').write_text(json.dumps(train))
     cfg.train_dataloader.dataset.ann_file = str(tmp_path / 'train.json')
-    cfg.merge_from_dict({
-        'val_dataloader.dataset.ann_file': str(shapes['data'] / 'annotations'
-                                               / 'instances_val.json'),
-        'val_evaluator.ann_file': str(shapes['data'] / 'annotations'
-                                      / 'instances_val.json')})
+    cfg.merge_from_dict(
+        {
+            'val_dataloader.dataset.ann_file': str(
+                shapes['data'] / 'annotations' / 'instances_val.json'
+            ),
+            'val_evaluator.ann_file': str(
+                shapes['data'] / 'annotations' / 'instances_val.json'
+            ),
+        }
+    )
     warnings = []
     preflight_check(cfg, 'train', warnings=warnings)
     assert any(str(10**6) in w and 'zero-area' in w for w in warnings)
@@ -104,29 +133,35 @@ def test_scored_file_without_annotations_stops(shapes, tmp_path, keep):
         with pytest.raises(PreflightError) as info:
             preflight_check(cfg, mode)
         message = str(info.value)
-        assert message.startswith(f'{path} has no annotation {key} can '
-                                  'score') and 'would be -1' in message
+        assert (
+            message.startswith(f'{path} has no annotation {key} can score')
+            and 'would be -1' in message
+        )
     # the metric built from the data set (no ann_file) is checked too
     cfg.val_evaluator.ann_file = None
     with pytest.raises(PreflightError, match='has no annotation'):
         preflight_check(cfg, 'train')
-    cfg.val_evaluator.update(format_only=True,
-                             outfile_prefix=str(tmp_path / 'r'))
+    cfg.val_evaluator.update(
+        format_only=True, outfile_prefix=str(tmp_path / 'r')
+    )
     preflight_check(cfg, 'train')
 
 
 def _copy_data(shapes, tmp_path):
     import shutil
+
     data = tmp_path / 'shapes'
     shutil.copytree(shapes['data'], data)
     config = write_config(tmp_path / 'c.py', data, max_epochs=1)
     return data, config
 
 
-@pytest.mark.parametrize('split,width,height', [
-    ('val', 50, 40), ('val', 1, 1), ('train', 50, 40)])
-def test_image_of_another_size_stops_evaluation(shapes, tmp_path, split,
-                                                width, height):
+@pytest.mark.parametrize(
+    'split,width,height', [('val', 50, 40), ('val', 1, 1), ('train', 50, 40)]
+)
+def test_image_of_another_size_stops_evaluation(
+    shapes, tmp_path, split, width, height
+):
     """A val image whose real size differs from its entry (e.g. a 1x1
     placeholder): named with both sizes before the model is built. A
     training image is not read here (the loader skips it, see
@@ -142,16 +177,20 @@ def test_image_of_another_size_stops_evaluation(shapes, tmp_path, split,
         preflight_check(cfg, 'train')
     assert str(info.value).startswith(
         f'image {victim} is {width}x{height} pixels but annotated as 64x64 '
-        '(width x height) in ')
+        '(width x height) in '
+    )
     if width == 1:
         return
     assert 'val_dataloader.dataset' in str(info.value)
     victim.write_bytes(b'')
-    error = _one_error(run_tool(['test.py', config,
-                                 tmp_path / 'none.pth', '--check'],
-                                cwd=tmp_path))
-    assert error.startswith(f'error: image {victim} is an empty file '
-                            '(0 bytes)'), error
+    error = _one_error(
+        run_tool(
+            ['test.py', config, tmp_path / 'none.pth', '--check'], cwd=tmp_path
+        )
+    )
+    assert error.startswith(
+        f'error: image {victim} is an empty file (0 bytes)'
+    ), error
 
 
 def test_malformed_rle_mask_stops(shapes, tmp_path):
@@ -168,20 +207,25 @@ def test_malformed_rle_mask_stops(shapes, tmp_path):
         preflight_check(cfg, 'train')
     assert str(info.value).startswith(
         f'{path}: annotations id {ann["id"]!r} (image {ann["image_id"]!r}) '
-        'has an RLE "size" [32, 32] that is not its image\'s')
+        'has an RLE "size" [32, 32] that is not its image\'s'
+    )
 
 
-@pytest.mark.parametrize('option,value,key,needle', [
-    ('arch', 'ecaresnet_nope', 'model.backbone.arch', 'unknown ECAResNet'),
-    ('eca_k_size', 4, 'model.backbone.eca_k_size', 'positive odd'),
-    ('eca_k_size', -3, 'model.backbone.eca_k_size', 'positive odd'),
-    ('eca_k_size', [3, 5], 'model.backbone.eca_k_size', 'one kernel size'),
-    ('depth', 7, 'model.backbone.depth', 'invalid depth 7'),
-    ('type', 'NoSuchNet', 'model.backbone.type', 'NoSuchNet'),
-    ('eca_ksize', 3, 'model.backbone.eca_ksize', 'unexpected keyword'),
-])
-def test_model_that_does_not_build_stops_the_check(shapes, option, value,
-                                                   key, needle):
+@pytest.mark.parametrize(
+    'option,value,key,needle',
+    [
+        ('arch', 'ecaresnet_nope', 'model.backbone.arch', 'unknown ECAResNet'),
+        ('eca_k_size', 4, 'model.backbone.eca_k_size', 'positive odd'),
+        ('eca_k_size', -3, 'model.backbone.eca_k_size', 'positive odd'),
+        ('eca_k_size', [3, 5], 'model.backbone.eca_k_size', 'one kernel size'),
+        ('depth', 7, 'model.backbone.depth', 'invalid depth 7'),
+        ('type', 'NoSuchNet', 'model.backbone.type', 'NoSuchNet'),
+        ('eca_ksize', 3, 'model.backbone.eca_ksize', 'unexpected keyword'),
+    ],
+)
+def test_model_that_does_not_build_stops_the_check(
+    shapes, option, value, key, needle
+):
     cfg = Config.fromfile(str(shapes['config']))
     cfg.model.backbone[option] = value
     for mode in ('train', 'test'):
@@ -193,9 +237,20 @@ def test_model_that_does_not_build_stops_the_check(shapes, option, value,
 
 
 def test_train_check_builds_the_model(shapes, tmp_path):
-    error = _one_error(run_tool([
-        'train.py', shapes['config'], '--check', '--cfg-options',
-        'model.backbone.eca_k_size=4'], cwd=tmp_path))
-    assert error.startswith('error: cannot build the model from '
-                            'model.backbone.eca_k_size: ValueError: '), error
+    error = _one_error(
+        run_tool(
+            [
+                'train.py',
+                shapes['config'],
+                '--check',
+                '--cfg-options',
+                'model.backbone.eca_k_size=4',
+            ],
+            cwd=tmp_path,
+        )
+    )
+    assert error.startswith(
+        'error: cannot build the model from '
+        'model.backbone.eca_k_size: ValueError: '
+    ), error
     assert 'got 4' in error

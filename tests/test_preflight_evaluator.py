@@ -2,18 +2,21 @@
 classes of the data set it scores. mmdet only finds out after the whole
 evaluation (IndexError inside the metric, pycocotools' "Results do not
 correspond to current coco set"), or scores another file's ground truth."""
+
 import copy
 import json
 
 import pytest
-from tools_testlib import (explain, make_dataset, run_tool, write_config)
+from tools_testlib import explain, make_dataset, run_tool, write_config
 
 pytest.importorskip('mmdet')
 
 from mmengine.config import Config  # noqa: E402
 
-from eca_mmdet.apis.preflight import (PreflightError,  # noqa: E402
-                                      preflight_check)
+from eca_mmdet.apis.preflight import (
+    PreflightError,  # noqa: E402
+    preflight_check,
+)
 
 VAL = 'val_dataloader.dataset'
 
@@ -54,12 +57,14 @@ def test_a_copy_of_the_dataset_file_passes(shapes, tmp_path):
     for key, mode in (('val_evaluator', 'train'), ('test_evaluator', 'test')):
         preflight_check(_with_evaluator_file(shapes, copy_path, key), mode)
     more = copy.deepcopy(shapes['val'])
-    more['images'].append(dict(more['images'][0], id=10**6,
-                               file_name='extra.png'))
+    more['images'].append(
+        dict(more['images'][0], id=10**6, file_name='extra.png')
+    )
     more['categories'].append(dict(id=10**6, name='hexagon'))
     preflight_check(
         _with_evaluator_file(shapes, _write(tmp_path, more, 'more.json')),
-        'train')
+        'train',
+    )
 
 
 def test_evaluator_file_missing_images(shapes, tmp_path):
@@ -77,8 +82,7 @@ def test_evaluator_file_missing_images(shapes, tmp_path):
     assert f'--cfg-options val_evaluator.ann_file={_val_ann(shapes)}' in msg
 
 
-def test_evaluator_file_with_other_images_under_the_same_ids(shapes,
-                                                            tmp_path):
+def test_evaluator_file_with_other_images_under_the_same_ids(shapes, tmp_path):
     """The same ids for other pictures (e.g. another split numbered from 1)
     would score the predictions against the wrong ground truth."""
     other = copy.deepcopy(shapes['val'])
@@ -106,8 +110,10 @@ def test_evaluator_file_missing_classes(shapes, tmp_path):
         preflight_check(_with_evaluator_file(shapes, path), 'train')
     msg = str(info.value)
     assert f'val_evaluator.ann_file={path!r}' in msg
-    assert f'lack 1 of the 4 classes of {VAL}.metainfo.classes ' \
+    assert (
+        f'lack 1 of the 4 classes of {VAL}.metainfo.classes '
         f'({old_name})' in msg
+    )
 
 
 def test_test_evaluator_against_the_test_dataset(shapes, tmp_path):
@@ -118,17 +124,24 @@ def test_test_evaluator_against_the_test_dataset(shapes, tmp_path):
     preflight_check(cfg, 'train')  # the test evaluator is not used
     with pytest.raises(PreflightError) as info:
         preflight_check(cfg, 'test')
-    assert "test_evaluator.ann_file=" in str(info.value)
+    assert 'test_evaluator.ann_file=' in str(info.value)
     assert 'test_dataloader.dataset (ann_file' in str(info.value)
 
 
 def test_each_metric_of_a_list_is_checked(shapes, tmp_path):
     fewer = copy.deepcopy(shapes['val'])
     fewer['images'] = fewer['images'][1:]
-    cfg = _load(shapes, val_evaluator=[
-        dict(type='CocoMetric', metric='bbox', ann_file=_val_ann(shapes)),
-        dict(type='CocoMetric', metric='bbox',
-             ann_file=_write(tmp_path, fewer))])
+    cfg = _load(
+        shapes,
+        val_evaluator=[
+            dict(type='CocoMetric', metric='bbox', ann_file=_val_ann(shapes)),
+            dict(
+                type='CocoMetric',
+                metric='bbox',
+                ann_file=_write(tmp_path, fewer),
+            ),
+        ],
+    )
     with pytest.raises(PreflightError, match=r'^val_evaluator\.1\.ann_file='):
         preflight_check(cfg, 'train')
 
@@ -138,13 +151,22 @@ def test_format_only_needs_the_classes_not_the_images(shapes, tmp_path):
     label -> category id still goes through the file's category names."""
     fewer = copy.deepcopy(shapes['val'])
     fewer['images'] = fewer['images'][:1]
-    cfg = _load(shapes, **{'test_evaluator.ann_file': _write(tmp_path, fewer),
-                           'test_evaluator.format_only': True})
+    cfg = _load(
+        shapes,
+        **{
+            'test_evaluator.ann_file': _write(tmp_path, fewer),
+            'test_evaluator.format_only': True,
+        },
+    )
     preflight_check(cfg, 'test')
     fewer['categories'] = fewer['categories'][:2]
-    cfg = _load(shapes, **{
-        'test_evaluator.ann_file': _write(tmp_path, fewer, 'cats.json'),
-        'test_evaluator.format_only': True})
+    cfg = _load(
+        shapes,
+        **{
+            'test_evaluator.ann_file': _write(tmp_path, fewer, 'cats.json'),
+            'test_evaluator.format_only': True,
+        },
+    )
     with pytest.raises(PreflightError, match='classes'):
         preflight_check(cfg, 'test')
 
@@ -172,13 +194,21 @@ def test_train_tool_check_names_evaluator_and_dataset(shapes, tmp_path):
     fewer = copy.deepcopy(shapes['val'])
     fewer['images'] = fewer['images'][:2]
     path = _write(tmp_path, fewer)
-    proc = run_tool(['train.py', shapes['config'], '--check',
-                     '--cfg-options', f'val_evaluator.ann_file={path}'],
-                    cwd=tmp_path)
+    proc = run_tool(
+        [
+            'train.py',
+            shapes['config'],
+            '--check',
+            '--cfg-options',
+            f'val_evaluator.ann_file={path}',
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, explain(proc)
     assert 'Traceback' not in proc.stderr, explain(proc)
-    errors = [ln for ln in proc.stderr.splitlines()
-              if ln.startswith('error: ')]
+    errors = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')
+    ]
     assert len(errors) == 1, explain(proc)
     assert f'val_evaluator.ann_file={path!r}' in errors[0]
     assert 'instances_val.json' in errors[0]

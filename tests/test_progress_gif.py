@@ -1,21 +1,25 @@
 """ProgressGifHook (during training, after an interruption, disabled) and
 tools/progress_gif.py (one frame per epoch checkpoint, frames differ)."""
+
 import json
 import os
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import vis_testlib as lib
 from mmengine.hooks import Hook
 from PIL import Image
-
-import vis_testlib as lib
 
 import eca_mmdet  # noqa: F401
 import eca_mmdet.hooks  # noqa: F401
 from eca_mmdet.hooks import ProgressGifHook
-from eca_mmdet.visualization import (epoch_checkpoints, format_caption,
-                                     read_val_metrics, write_gif)
+from eca_mmdet.visualization import (
+    epoch_checkpoints,
+    format_caption,
+    read_val_metrics,
+    write_gif,
+)
 from eca_mmdet.visualization.progress import CAPTION_HEIGHT
 
 
@@ -46,23 +50,35 @@ def test_epoch_checkpoints_numeric_order(tmp_path):
 
 def test_read_val_metrics_from_scalars(tmp_path):
     for stamp, lines in (
-            ('20240101_000000', [
+        (
+            '20240101_000000',
+            [
                 dict(loss=1.0, step=5),
                 {'coco/bbox_mAP': 0.1, 'coco/segm_mAP': 0.05, 'step': 1},
                 {'coco/bbox_mAP': 0.2, 'coco/segm_mAP': -1.0, 'step': 2},
-            ]),
-            ('20240102_000000', [  # a resumed run redoes epoch 2
+            ],
+        ),
+        (
+            '20240102_000000',
+            [  # a resumed run redoes epoch 2
                 {'coco/bbox_mAP': 0.25, 'coco/segm_mAP': 0.125, 'step': 2},
-            ])):
+            ],
+        ),
+    ):
         d = tmp_path / stamp / 'vis_data'
         d.mkdir(parents=True)
         (d / 'scalars.json').write_text(
-            '\n'.join(json.dumps(x) for x in lines) + '\n')
+            '\n'.join(json.dumps(x) for x in lines) + '\n'
+        )
     metrics = read_val_metrics(str(tmp_path))
-    assert metrics == {1: dict(bbox=0.1, segm=0.05),
-                       2: dict(bbox=0.25, segm=0.125)}
-    assert format_caption(2, metrics[2]) == \
-        'epoch 2   bbox mAP 0.250   segm mAP 0.125'
+    assert metrics == {
+        1: dict(bbox=0.1, segm=0.05),
+        2: dict(bbox=0.25, segm=0.125),
+    }
+    assert (
+        format_caption(2, metrics[2])
+        == 'epoch 2   bbox mAP 0.250   segm mAP 0.125'
+    )
     assert format_caption(3, None).endswith('segm mAP n/a')
     assert 'bbox mAP 0.300' in format_caption(1, {'coco/bbox_mAP': 0.3})
 
@@ -90,8 +106,10 @@ def test_fresh_run_drops_stale_frames(tmp_path):
         Image.new('RGB', (8, 8)).save(frames / f'epoch_{n:03d}.png')
     hook = ProgressGifHook()
     hook.before_train(SimpleNamespace(work_dir=str(tmp_path), epoch=2))
-    assert sorted(p.name for p in frames.iterdir()) == \
-        ['epoch_001.png', 'epoch_002.png']
+    assert sorted(p.name for p in frames.iterdir()) == [
+        'epoch_001.png',
+        'epoch_002.png',
+    ]
     hook.before_train(SimpleNamespace(work_dir=str(tmp_path), epoch=0))
     assert list(frames.iterdir()) == []
 
@@ -120,18 +138,25 @@ def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
     from mmengine.logging import MMLogger
 
     from eca_mmdet.apis import load_detector
-    model = load_detector(str(trained['config']),
-                          str(trained['checkpoints'][-1]))
+
+    model = load_detector(
+        str(trained['config']), str(trained['checkpoints'][-1])
+    )
     model.train()
     thr = model.roi_head.test_cfg.score_thr
     dataset = DATASETS.build(trained['cfg'].val_dataloader.dataset)
     sent = []  # what the runner's visualizer passes to its vis_backends
     visualizer = SimpleNamespace(
-        add_image=lambda name, image, step: sent.append((name, image, step)))
+        add_image=lambda name, image, step: sent.append((name, image, step))
+    )
     runner = SimpleNamespace(
         val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset)),
-        model=model, epoch=7, work_dir=str(tmp_path), visualizer=visualizer,
-        logger=MMLogger.get_instance('test_progress_gif'))
+        model=model,
+        epoch=7,
+        work_dir=str(tmp_path),
+        visualizer=visualizer,
+        logger=MMLogger.get_instance('test_progress_gif'),
+    )
     hook = ProgressGifHook(num_images=1, size=64, score_thr=0.5)
     hook.before_train(runner)
     hook.after_val_epoch(runner, {'coco/bbox_mAP': 0.5})
@@ -142,8 +167,11 @@ def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
     assert [t['epoch'] for t in hook.timings] == [7]
     # the frame also went to the backends (TensorBoard, W&B, ...)
     assert [(name, step) for name, _, step in sent] == [('progress', 7)]
-    frame = np.asarray(Image.open(tmp_path / 'progress_frames' /
-                                  'epoch_007.png').convert('RGB'))
+    frame = np.asarray(
+        Image.open(tmp_path / 'progress_frames' / 'epoch_007.png').convert(
+            'RGB'
+        )
+    )
     np.testing.assert_array_equal(sent[0][1], frame)
 
 
@@ -159,18 +187,21 @@ class _StopInEpoch(Hook):
 
 
 def test_interrupted_run_keeps_gif_of_completed_epochs(trained, tmp_path):
-    hook = dict(type='ProgressGifHook', num_images=1, size=64,
-                score_thr=0.05)
-    cfg = lib.tiny_config(trained['data_root'], tmp_path / 'work',
-                          max_epochs=3, custom_hooks=[hook])
+    hook = dict(type='ProgressGifHook', num_images=1, size=64, score_thr=0.05)
+    cfg = lib.tiny_config(
+        trained['data_root'],
+        tmp_path / 'work',
+        max_epochs=3,
+        custom_hooks=[hook],
+    )
     with pytest.raises(KeyboardInterrupt):
         lib.train(cfg, extra_hooks=[_StopInEpoch(2)])
     gif = tmp_path / 'work' / 'progress.gif'
     assert gif.is_file()
     assert len(gif_frames(gif)) == 1
-    assert sorted(p.name for p in
-                  (tmp_path / 'work' / 'progress_frames').iterdir()) == \
-        ['epoch_001.png']
+    assert sorted(
+        p.name for p in (tmp_path / 'work' / 'progress_frames').iterdir()
+    ) == ['epoch_001.png']
     assert not [p for p in (tmp_path / 'work').iterdir() if '.tmp' in p.name]
 
 
@@ -180,9 +211,20 @@ def test_interrupted_run_keeps_gif_of_completed_epochs(trained, tmp_path):
 def test_progress_gif_tool(trained, tmp_path):
     val = sorted((trained['data_root'] / 'val').glob('*.png'))[:2]
     out = tmp_path / 'progress.gif'
-    proc = lib.run('tools/progress_gif.py', trained['config'],
-                   trained['work_dir'], *val, '--out', out, '--fps', '3',
-                   '--size', '80', '--score-thr', '0.05')
+    proc = lib.run(
+        'tools/progress_gif.py',
+        trained['config'],
+        trained['work_dir'],
+        *val,
+        '--out',
+        out,
+        '--fps',
+        '3',
+        '--size',
+        '80',
+        '--score-thr',
+        '0.05',
+    )
     assert proc.returncode == 0, lib.explain(proc)
     frames = gif_frames(out)
     assert len(frames) == len(trained['checkpoints'])
@@ -200,10 +242,18 @@ def test_progress_gif_tool(trained, tmp_path):
 
 
 def test_progress_gif_tool_errors(tmp_path, trained):
-    proc = lib.run('tools/progress_gif.py', trained['config'], tmp_path,
-                   trained['data_root'] / 'val', '--out', tmp_path / 'x.gif')
+    proc = lib.run(
+        'tools/progress_gif.py',
+        trained['config'],
+        tmp_path,
+        trained['data_root'] / 'val',
+        '--out',
+        tmp_path / 'x.gif',
+    )
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == \
-        f'error: no epoch_*.pth in {tmp_path}'
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f'error: no epoch_*.pth in {tmp_path}'
+    )
     assert not os.path.exists(tmp_path / 'x.gif')

@@ -1,5 +1,6 @@
 """eca_mmdet.engine.checkpoint: weights_only loading with an exact allow-list,
 refusal of pickles with other globals, and the torchvision:// prefix."""
+
 import builtins
 import collections
 import os
@@ -14,8 +15,11 @@ from mmengine.logging import HistoryBuffer  # noqa: E402
 from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
 
 import eca_mmdet.engine as engine  # noqa: E402
-from eca_mmdet.engine import (CheckpointLoadError,  # noqa: E402
-                              ModelZooUnavailableError, UnsafeCheckpointError)
+from eca_mmdet.engine import (
+    CheckpointLoadError,  # noqa: E402
+    ModelZooUnavailableError,
+    UnsafeCheckpointError,
+)
 
 
 class _CreateFile:
@@ -35,7 +39,7 @@ class _System:
         self.path = str(path)
 
     def __reduce__(self):
-        return (os.system, (f'touch {self.path}', ))
+        return (os.system, (f'touch {self.path}',))
 
 
 class _ArrayToFile:
@@ -46,12 +50,14 @@ class _ArrayToFile:
         self.path = str(path)
 
     def __reduce__(self):
-        return (np.zeros(2).tofile, (self.path, ))
+        return (np.zeros(2).tofile, (self.path,))
 
 
 def _payload_checkpoint(path, payload, legacy=False):
-    obj = dict(state_dict=collections.OrderedDict(w=torch.zeros(2)),
-               meta=dict(epoch=1, hook=payload))
+    obj = dict(
+        state_dict=collections.OrderedDict(w=torch.zeros(2)),
+        meta=dict(epoch=1, hook=payload),
+    )
     torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
     return path
 
@@ -68,7 +74,7 @@ def stack_fixes():
 
 
 # Runs in a fresh process: what mmengine/torch hold before and after an import.
-SNAPSHOT = r'''
+SNAPSHOT = r"""
 import json, sys
 import torch
 from mmengine.fileio import io as fio
@@ -92,15 +98,20 @@ before = snapshot()
 for module in sys.argv[1:]:
     __import__(module)
 print(json.dumps(dict(before=before, after=snapshot())))
-'''
+"""
 
 
 def _snapshot(*modules):
     import json
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, '-c', SNAPSHOT, *modules],
-                         capture_output=True, text=True, check=True)
+
+    out = subprocess.run(
+        [sys.executable, '-c', SNAPSHOT, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -125,27 +136,38 @@ def test_enable_is_explicit_idempotent_and_reversible():
 
     from eca_mmdet.engine import AtomicLocalBackend
     from eca_mmdet.engine.checkpoint import load_from_local_safe
+
     engine.disable_stack_fixes()
     try:
         assert not engine.stack_fixes_enabled()
-        assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
-            load_from_local
+        assert (
+            CheckpointLoader._get_checkpoint_loader('/x/y.pth')
+            is load_from_local
+        )
         assert type(get_file_backend('/x/y.pth')) is LocalBackend
         tv_stock = CheckpointLoader._get_checkpoint_loader('torchvision://r')
         engine.enable_stack_fixes()
         engine.enable_stack_fixes()
         for path in ('/x/y.pth', 'relative.pth'):
-            assert CheckpointLoader._get_checkpoint_loader(path) is \
-                load_from_local_safe
+            assert (
+                CheckpointLoader._get_checkpoint_loader(path)
+                is load_from_local_safe
+            )
         assert type(get_file_backend('/x/y.pth')) is AtomicLocalBackend
         # other schemes are left to mmengine
-        assert CheckpointLoader._get_checkpoint_loader(
-            'https://x/y.pth') is not load_from_local_safe
+        assert (
+            CheckpointLoader._get_checkpoint_loader('https://x/y.pth')
+            is not load_from_local_safe
+        )
         engine.disable_stack_fixes()
-        assert CheckpointLoader._get_checkpoint_loader('/x/y.pth') is \
-            load_from_local
-        assert CheckpointLoader._get_checkpoint_loader(
-            'torchvision://r') is tv_stock
+        assert (
+            CheckpointLoader._get_checkpoint_loader('/x/y.pth')
+            is load_from_local
+        )
+        assert (
+            CheckpointLoader._get_checkpoint_loader('torchvision://r')
+            is tv_stock
+        )
         assert type(get_file_backend('/x/y.pth')) is LocalBackend
     finally:
         engine.enable_stack_fixes()
@@ -169,10 +191,13 @@ def test_loads_what_a_message_hub_holds(tmp_path):
     buf = HistoryBuffer()
     buf.update(0.5)
     buf.update(np.float64(1.5))
-    obj = dict(state_dict=collections.OrderedDict(w=torch.ones(3)),
-               message_hub=dict(log_scalars={'train/loss': buf},
-                                runtime_info=dict(epoch=2, iter=8)),
-               meta=dict(epoch=2, scalar=np.float64(0.25)))
+    obj = dict(
+        state_dict=collections.OrderedDict(w=torch.ones(3)),
+        message_hub=dict(
+            log_scalars={'train/loss': buf}, runtime_info=dict(epoch=2, iter=8)
+        ),
+        meta=dict(epoch=2, scalar=np.float64(0.25)),
+    )
     path = tmp_path / 'ok.pth'
     torch.save(obj, path)
     loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
@@ -233,27 +258,35 @@ def test_torchvision_prefix_is_a_clear_error():
 
 
 def test_torchvision_prefix_is_mmengines_where_torchvision_imports(
-        monkeypatch):
+    monkeypatch,
+):
     """With an importable torchvision the request reaches mmengine's own
     loader (here it fails inside it: the stand-in has no models)."""
     import sys
     import types
+
     from mmengine.runner import checkpoint as mm_ckpt
+
     calls = []
-    monkeypatch.setitem(sys.modules, 'torchvision',
-                        types.ModuleType('torchvision'))
+    monkeypatch.setitem(
+        sys.modules, 'torchvision', types.ModuleType('torchvision')
+    )
     loader = CheckpointLoader._get_checkpoint_loader('torchvision://r50')
-    monkeypatch.setattr(mm_ckpt, 'get_torchvision_models',
-                        lambda: calls.append(1) or {'r50': 'file:///none'})
-    monkeypatch.setattr(mm_ckpt, 'load_from_http',
-                        lambda url, map_location=None: {'url': url})
+    monkeypatch.setattr(
+        mm_ckpt,
+        'get_torchvision_models',
+        lambda: calls.append(1) or {'r50': 'file:///none'},
+    )
+    monkeypatch.setattr(
+        mm_ckpt, 'load_from_http', lambda url, map_location=None: {'url': url}
+    )
     assert loader('torchvision://r50') == {'url': 'file:///none'}
     assert calls == [1]
 
 
 def test_plain_state_dict_loads(tmp_path):
     path = tmp_path / 'sd.pth'
-    sd = collections.OrderedDict(a=torch.arange(4.), b=torch.zeros(1))
+    sd = collections.OrderedDict(a=torch.arange(4.0), b=torch.zeros(1))
     torch.save(sd, path)
     loaded = engine.safe_torch_load(path)
     assert list(loaded) == ['a', 'b']
@@ -274,9 +307,14 @@ def test_getattr_is_restricted(tmp_path):
 
 def test_history_buffer_getattr():
     from eca_mmdet.engine.checkpoint import history_buffer_getattr
+
     assert history_buffer_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
-    for obj, name in [(HistoryBuffer, 'update'), (HistoryBuffer, '__init__'),
-                      (os, 'system'), (np.ndarray, 'tofile')]:
+    for obj, name in [
+        (HistoryBuffer, 'update'),
+        (HistoryBuffer, '__init__'),
+        (os, 'system'),
+        (np.ndarray, 'tofile'),
+    ]:
         with pytest.raises(Exception, match='refused'):
             history_buffer_getattr(obj, name)
 
@@ -284,22 +322,38 @@ def test_history_buffer_getattr():
 def _truncated(path):
     torch.save(dict(state_dict=dict(w=torch.zeros(1000))), path)
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize('kind,content,expected', [
-    ('empty', b'', 'is empty (0 bytes)'),
-    ('text', b'epoch_3.pth\n', "is not a PyTorch checkpoint (a text file "
-     "starting with 'epoch_3.pth')"),
-    ('html', b'<!DOCTYPE html>\n<html><body>404</body></html>',
-     'is not a PyTorch checkpoint (an HTML/XML page'),
-    ('lfs', b'version https://git-lfs.github.com/spec/v1\noid sha256:ab\n',
-     'Git LFS pointer'),
-    ('binary', bytes(range(200, 256)) * 4, 'not a zip archive or a pickle'),
-    ('truncated', None, 'is truncated or corrupt'),
-])
-def test_unreadable_files_say_what_is_wrong(tmp_path, kind, content,
-                                            expected):
+@pytest.mark.parametrize(
+    'kind,content,expected',
+    [
+        ('empty', b'', 'is empty (0 bytes)'),
+        (
+            'text',
+            b'epoch_3.pth\n',
+            'is not a PyTorch checkpoint (a text file '
+            "starting with 'epoch_3.pth')",
+        ),
+        (
+            'html',
+            b'<!DOCTYPE html>\n<html><body>404</body></html>',
+            'is not a PyTorch checkpoint (an HTML/XML page',
+        ),
+        (
+            'lfs',
+            b'version https://git-lfs.github.com/spec/v1\noid sha256:ab\n',
+            'Git LFS pointer',
+        ),
+        (
+            'binary',
+            bytes(range(200, 256)) * 4,
+            'not a zip archive or a pickle',
+        ),
+        ('truncated', None, 'is truncated or corrupt'),
+    ],
+)
+def test_unreadable_files_say_what_is_wrong(tmp_path, kind, content, expected):
     """What --resume, tools/test.py and load_from (mmengine's loader), the
     demo and the converter (safe_torch_load) report for such files."""
     path = tmp_path / f'{kind}.pth'
@@ -307,8 +361,10 @@ def test_unreadable_files_say_what_is_wrong(tmp_path, kind, content,
         _truncated(path)
     else:
         path.write_bytes(content)
-    for load in (engine.safe_torch_load,
-                 lambda p: CheckpointLoader.load_checkpoint(p, 'cpu')):
+    for load in (
+        engine.safe_torch_load,
+        lambda p: CheckpointLoader.load_checkpoint(p, 'cpu'),
+    ):
         with pytest.raises(CheckpointLoadError) as info:
             load(str(path))
         msg = str(info.value)

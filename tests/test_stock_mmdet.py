@@ -2,15 +2,21 @@
 ``init_detector``/``inference_detector``/``DetInferencer`` and our demo;
 mmdet's own tools/train.py keeps the safety hooks and resumes; a user config
 inherits a project config without a path into the checkout."""
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from tools_testlib import (REPO, explain, make_dataset, run_tool, tool_env,
-                           write_config)
+from tools_testlib import (
+    REPO,
+    explain,
+    make_dataset,
+    run_tool,
+    tool_env,
+    write_config,
+)
 
 mmdet = pytest.importorskip('mmdet')
 
@@ -27,12 +33,18 @@ def trained(tmp_path_factory):
     work = root / 'work'
     proc = run_tool(['train.py', config, '--work-dir', work], cwd=root)
     assert proc.returncode == 0, explain(proc)
-    return dict(root=root, data=data, work=work,
-                saved=work / 'tiny.py', ckpt=work / 'epoch_1.pth')
+    return dict(
+        root=root,
+        data=data,
+        work=work,
+        saved=work / 'tiny.py',
+        ckpt=work / 'epoch_1.pth',
+    )
 
 
 def test_saved_config_keeps_the_stock_image_loader(trained):
     from mmengine.config import Config
+
     cfg = Config.fromfile(str(trained['saved']))
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         assert cfg[key].dataset.pipeline[0].type == 'LoadImageFromFile', key
@@ -41,7 +53,7 @@ def test_saved_config_keeps_the_stock_image_loader(trained):
     assert set(SAFETY_HOOKS) <= set(listed)  # added by tools/train.py
 
 
-STOCK_APIS = r'''
+STOCK_APIS = r"""
 import json, sys
 import numpy as np
 from PIL import Image
@@ -67,7 +79,7 @@ out['inferencer_boxes'] = bool(np.allclose(
     np.array(pred['bboxes']).reshape(-1, 4),
     by_path.pred_instances.bboxes.numpy(), atol=1e-2))
 print(json.dumps(out))
-'''
+"""
 
 
 def test_stock_mmdet_apis_on_the_saved_config(trained):
@@ -78,10 +90,20 @@ def test_stock_mmdet_apis_on_the_saved_config(trained):
     env = tool_env()
     env.pop('PYTHONPATH')  # the installed package, as a user has it
     proc = subprocess.run(
-        [sys.executable, '-c', STOCK_APIS, str(trained['saved']),
-         str(trained['ckpt']), str(img)],
-        cwd=str(trained['root']), env=env, capture_output=True, text=True,
-        timeout=600)
+        [
+            sys.executable,
+            '-c',
+            STOCK_APIS,
+            str(trained['saved']),
+            str(trained['ckpt']),
+            str(img),
+        ],
+        cwd=str(trained['root']),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, explain(proc)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out['classes'] == ['circle', 'square', 'triangle', 'star']
@@ -94,15 +116,28 @@ def test_stock_mmdet_apis_on_the_saved_config(trained):
 def test_image_demo_on_the_saved_config(trained, tmp_path):
     img = sorted((trained['data'] / 'val').glob('*.png'))[0]
     proc = subprocess.run(
-        [sys.executable, str(REPO / 'demo' / 'image_demo.py'), str(img),
-         str(trained['saved']), '--weights', str(trained['ckpt']),
-         '--out-dir', str(tmp_path / 'out'), '--no-progress'],
-        cwd=str(trained['root']), env=tool_env(), capture_output=True,
-        text=True, timeout=600)
+        [
+            sys.executable,
+            str(REPO / 'demo' / 'image_demo.py'),
+            str(img),
+            str(trained['saved']),
+            '--weights',
+            str(trained['ckpt']),
+            '--out-dir',
+            str(tmp_path / 'out'),
+            '--no-progress',
+        ],
+        cwd=str(trained['root']),
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, explain(proc)
     assert (tmp_path / 'out' / 'vis' / img.name).is_file()
-    pred = json.loads((tmp_path / 'out' / 'preds' /
-                       f'{img.stem}.json').read_text())
+    pred = json.loads(
+        (tmp_path / 'out' / 'preds' / f'{img.stem}.json').read_text()
+    )
     assert len(pred['labels']) == len(pred['scores']) > 0
 
 
@@ -110,45 +145,65 @@ def _mmdet_train(config, work, cwd, *extra):
     env = tool_env()
     env.pop('PYTHONPATH')
     return subprocess.run(
-        [sys.executable, str(MMDET_TRAIN), str(config), '--work-dir',
-         str(work), *extra], cwd=str(cwd), env=env, capture_output=True,
-        text=True, timeout=900)
+        [
+            sys.executable,
+            str(MMDET_TRAIN),
+            str(config),
+            '--work-dir',
+            str(work),
+            *extra,
+        ],
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_mmdet_train_keeps_safety_hooks_and_resumes(tmp_path):
     """mmdet's own tools/train.py on a config that inherits the project's
     runtime: the safety hooks run and --resume reads our checkpoint."""
     data = make_dataset(tmp_path / 'shapes')
-    config = write_config(tmp_path / 'tiny.py', data, max_epochs=1,
-                          inherit_hooks=True)
+    config = write_config(
+        tmp_path / 'tiny.py', data, max_epochs=1, inherit_hooks=True
+    )
     work = tmp_path / 'work'
-    proc = _mmdet_train(config, work, tmp_path, '--cfg-options',
-                        'custom_hooks.0.enabled=False')
+    proc = _mmdet_train(
+        config, work, tmp_path, '--cfg-options', 'custom_hooks.0.enabled=False'
+    )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     for hook in SAFETY_HOOKS:
         assert hook in log, hook  # mmengine lists the hooks it runs
     assert (work / 'epoch_1.pth').is_file()
 
-    proc = _mmdet_train(config, work, tmp_path, '--resume', '--cfg-options',
-                        'train_cfg.max_epochs=2',
-                        'custom_hooks.0.enabled=False')
+    proc = _mmdet_train(
+        config,
+        work,
+        tmp_path,
+        '--resume',
+        '--cfg-options',
+        'train_cfg.max_epochs=2',
+        'custom_hooks.0.enabled=False',
+    )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'resumed epoch: 1' in log, explain(proc)
     assert (work / 'epoch_2.pth').is_file()
 
 
-USER_CONFIG = '''
+USER_CONFIG = """
 _base_ = __import__('eca_mmdet').config_path(
     'shapes/mask_rcnn_ecaresnet18_shapes.py')
 model = dict(roi_head=dict(bbox_head=dict(num_classes=2),
                            mask_head=dict(num_classes=2)))
-'''
+"""
 
 
 def test_user_config_inherits_a_project_config_anywhere(tmp_path):
     from mmengine.config import Config
+
     path = tmp_path / 'elsewhere' / 'my_config.py'
     path.parent.mkdir()
     path.write_text(USER_CONFIG)
@@ -165,6 +220,7 @@ def test_user_config_inherits_a_project_config_anywhere(tmp_path):
 
 def test_config_path_names_a_missing_config():
     import eca_mmdet
+
     with pytest.raises(FileNotFoundError, match='no_such.py'):
         eca_mmdet.config_path('no_such.py')
 
@@ -174,11 +230,22 @@ def test_results_pickle_feeds_mmdet_confusion_matrix(trained, tmp_path):
     image, with its image id and predicted instances) and mmdet's own
     ``analysis_tools/confusion_matrix.py`` reads it."""
     import pickle
+
     from pycocotools.coco import COCO
+
     out = tmp_path / 'results.pkl'
-    proc = run_tool(['test.py', trained['saved'], trained['ckpt'],
-                     '--work-dir', tmp_path / 'eval', '--out', out],
-                    cwd=trained['root'])
+    proc = run_tool(
+        [
+            'test.py',
+            trained['saved'],
+            trained['ckpt'],
+            '--work-dir',
+            tmp_path / 'eval',
+            '--out',
+            out,
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     with open(out, 'rb') as f:
         results = pickle.load(f)
@@ -194,22 +261,43 @@ def test_results_pickle_feeds_mmdet_confusion_matrix(trained, tmp_path):
     env = tool_env()
     env['MPLBACKEND'] = 'Agg'
     proc = subprocess.run(
-        [sys.executable, str(tool), str(trained['saved']), str(out),
-         str(tmp_path / 'cm'), '--score-thr', '0.05'],
-        cwd=str(trained['root']), env=env, capture_output=True, text=True,
-        timeout=600)
+        [
+            sys.executable,
+            str(tool),
+            str(trained['saved']),
+            str(out),
+            str(tmp_path / 'cm'),
+            '--score-thr',
+            '0.05',
+        ],
+        cwd=str(trained['root']),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, explain(proc)
     assert (tmp_path / 'cm' / 'confusion_matrix.png').stat().st_size > 0
 
 
 def test_out_must_be_a_pickle_name(trained, tmp_path):
-    proc = run_tool(['test.py', trained['saved'], trained['ckpt'],
-                     '--work-dir', tmp_path / 'eval', '--out',
-                     tmp_path / 'results.json'], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'test.py',
+            trained['saved'],
+            trained['ckpt'],
+            '--work-dir',
+            tmp_path / 'eval',
+            '--out',
+            tmp_path / 'results.json',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f'error: --out {tmp_path / "results.json"}: the results file must '
-        'end with .pkl or .pickle'], explain(proc)
+        'end with .pkl or .pickle'
+    ], explain(proc)
 
 
 def test_wheel_ships_the_configs(tmp_path):
@@ -217,6 +305,7 @@ def test_wheel_ships_the_configs(tmp_path):
     finds the project's configs in the package."""
     import shutil
     import zipfile
+
     src = tmp_path / 'src'
     src.mkdir()
     for name in ('setup.py', 'README.md', 'LICENSE'):
@@ -225,26 +314,54 @@ def test_wheel_ships_the_configs(tmp_path):
     for name in ('eca_mmdet', 'configs'):
         shutil.copytree(REPO / name, src / name, ignore=ignore)
     proc = subprocess.run(
-        [sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-         '--no-build-isolation', '-w', str(tmp_path / 'dist'), str(src)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'wheel',
+            '-q',
+            '--no-deps',
+            '--no-build-isolation',
+            '-w',
+            str(tmp_path / 'dist'),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, explain(proc)
-    wheel, = (tmp_path / 'dist').glob('eca_mmdet-*.whl')
+    (wheel,) = (tmp_path / 'dist').glob('eca_mmdet-*.whl')
     site = tmp_path / 'site'
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         z.extractall(site)
-    shipped = {p.relative_to(REPO / 'configs').as_posix()
-               for p in (REPO / 'configs').rglob('*.py')}
+    shipped = {
+        p.relative_to(REPO / 'configs').as_posix()
+        for p in (REPO / 'configs').rglob('*.py')
+    }
     assert {f'eca_mmdet/.mim/configs/{n}' for n in shipped} <= names
     env = tool_env()
     env['PYTHONPATH'] = str(site)
     proc = subprocess.run(
-        [sys.executable, '-c', 'import eca_mmdet; print(eca_mmdet.config_path'
-         '("shapes/mask_rcnn_ecaresnet18_shapes.py"))'],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True,
-        timeout=300)
+        [
+            sys.executable,
+            '-c',
+            'import eca_mmdet; print(eca_mmdet.config_path'
+            '("shapes/mask_rcnn_ecaresnet18_shapes.py"))',
+        ],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.strip() == str(
-        site / 'eca_mmdet' / '.mim' / 'configs' / 'shapes' /
-        'mask_rcnn_ecaresnet18_shapes.py')
+        site
+        / 'eca_mmdet'
+        / '.mim'
+        / 'configs'
+        / 'shapes'
+        / 'mask_rcnn_ecaresnet18_shapes.py'
+    )

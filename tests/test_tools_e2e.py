@@ -4,6 +4,7 @@ One 2-epoch training (module fixture) is shared by the tests: the test tool's
 metrics against an independent pycocotools evaluation, resuming, and loading
 our own checkpoints under ``weights_only=True``.
 """
+
 import hashlib
 import pickle
 import re
@@ -11,9 +12,15 @@ import shutil
 
 import pytest
 import torch
-
-from tools_testlib import (NUM_TRAIN, BATCH, explain, make_dataset, read_json,
-                           run_tool, write_config)
+from tools_testlib import (
+    BATCH,
+    NUM_TRAIN,
+    explain,
+    make_dataset,
+    read_json,
+    run_tool,
+    write_config,
+)
 
 pytest.importorskip('mmdet')
 pycocotools = pytest.importorskip('pycocotools')
@@ -46,8 +53,9 @@ def test_train_writes_checkpoints(trained):
     work = trained['work']
     for epoch in (1, 2):
         assert (work / f'epoch_{epoch}.pth').is_file()
-    assert (work / 'last_checkpoint').read_text().strip().endswith(
-        'epoch_2.pth')
+    assert (
+        (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
+    )
     out = trained['train'].stdout + trained['train'].stderr
     assert _epoch_logged(out, 2)
     assert 'Traceback' not in out
@@ -58,16 +66,25 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
     from pycocotools.cocoeval import COCOeval
 
     out_dir = tmp_path / 'test_out'
-    proc = run_tool([
-        'test.py', trained['config'], trained['work'] / 'epoch_2.pth',
-        '--work-dir', out_dir, '--show-dir', out_dir / 'vis'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'test.py',
+            trained['config'],
+            trained['work'] / 'epoch_2.pth',
+            '--work-dir',
+            out_dir,
+            '--show-dir',
+            out_dir / 'vis',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'category' in log and 'circle' in log  # mmdet's per-class table
     # --show-dir: one rendering per val image, plus the contact sheet
-    val_images = read_json(trained['data'] / 'annotations' /
-                           'instances_val.json')['images']
+    val_images = read_json(
+        trained['data'] / 'annotations' / 'instances_val.json'
+    )['images']
     rendered = sorted(p.name for p in (out_dir / 'vis').glob('*.png'))
     assert 'contact_sheet.png' in rendered
     assert len(rendered) == len(val_images) + 1
@@ -102,8 +119,11 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
             assert key in metrics, sorted(metrics)
             # mmdet reports each stat rounded to 3 decimals
             expected = float(f'{coco_eval.stats[i]:.3f}')
-            assert metrics[key] == expected, (key, metrics[key],
-                                              coco_eval.stats[i])
+            assert metrics[key] == expected, (
+                key,
+                metrics[key],
+                coco_eval.stats[i],
+            )
 
 
 def _copy_of_trained_work_dir(trained, tmp_path):
@@ -119,20 +139,30 @@ def _copy_of_trained_work_dir(trained, tmp_path):
 def test_resume_continues_from_epoch_2(trained, tmp_path):
     work, before = _copy_of_trained_work_dir(trained, tmp_path)
 
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        '--cfg-options', 'train_cfg.max_epochs=3'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_epochs=3',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'resumed epoch: 2' in log, explain(proc)
     assert _epoch_logged(log, 3)
     assert not _epoch_logged(log, 1) and not _epoch_logged(log, 2)
 
-    ckpt = torch.load(work / 'epoch_3.pth', map_location='cpu',
-                      weights_only=False)
-    first = torch.load(work / 'epoch_2.pth', map_location='cpu',
-                       weights_only=False)
+    ckpt = torch.load(
+        work / 'epoch_3.pth', map_location='cpu', weights_only=False
+    )
+    first = torch.load(
+        work / 'epoch_2.pth', map_location='cpu', weights_only=False
+    )
     assert ckpt['meta']['epoch'] == 3
     iters = first['meta']['iter'] // 2
     assert iters >= 1
@@ -148,36 +178,55 @@ def test_resumed_run_reaches_the_uninterrupted_weights(trained, tmp_path):
     work = tmp_path / 'resumed'
     work.mkdir()
     shutil.copy(trained['work'] / 'epoch_1.pth', work / 'epoch_1.pth')
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        work / 'epoch_1.pth'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            work / 'epoch_1.pth',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     assert 'resumed epoch: 1' in proc.stdout + proc.stderr, explain(proc)
 
     def state(path):
-        return torch.load(path, map_location='cpu',
-                          weights_only=False)['state_dict']
+        return torch.load(path, map_location='cpu', weights_only=False)[
+            'state_dict'
+        ]
 
     resumed = state(work / 'epoch_2.pth')
     uninterrupted = state(trained['work'] / 'epoch_2.pth')
     start = state(work / 'epoch_1.pth')
     assert resumed.keys() == uninterrupted.keys()
-    differing = [k for k in resumed
-                 if not torch.equal(resumed[k], uninterrupted[k])]
+    differing = [
+        k for k in resumed if not torch.equal(resumed[k], uninterrupted[k])
+    ]
     assert not differing, differing[:5]
     # and epoch 2 did train: the weights moved from epoch 1's
-    assert any(not torch.equal(resumed[k], start[k]) for k in resumed
-               if resumed[k].is_floating_point())
+    assert any(
+        not torch.equal(resumed[k], start[k])
+        for k in resumed
+        if resumed[k].is_floating_point()
+    )
 
 
-def test_auto_resume_without_checkpoint_starts_from_scratch(trained,
-                                                            tmp_path):
+def test_auto_resume_without_checkpoint_starts_from_scratch(trained, tmp_path):
     work = tmp_path / 'empty_work'
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        '--cfg-options', 'train_cfg.max_epochs=1'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_epochs=1',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     assert (work / 'epoch_1.pth').is_file()
 
@@ -193,23 +242,30 @@ def test_training_checkpoint_needs_exactly_the_allow_list(trained):
         torch.load(ckpt, map_location='cpu', weights_only=True)
     # ... because of the globals we allow (the numpy dtype classes are
     # checked by type when building, they are not pickle globals) ...
-    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(
-        str(ckpt)))
+    unsafe = set(
+        torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt))
+    )
     names = set(engine.safe_checkpoint_global_names())
-    assert unsafe == names - {'numpy.dtypes.Float64DType',
-                              'numpy.dtypes.Int64DType'}
+    assert unsafe == names - {
+        'numpy.dtypes.Float64DType',
+        'numpy.dtypes.Int64DType',
+    }
     # ... and every entry of the allow-list is needed
     allowed = engine.safe_checkpoint_globals()
-    for i, entry in enumerate(allowed):
-        with torch.serialization.safe_globals(allowed[:i] + allowed[i + 1:]):
+    for i in range(len(allowed)):
+        with torch.serialization.safe_globals(allowed[:i] + allowed[i + 1 :]):
             with pytest.raises(pickle.UnpicklingError):
                 torch.load(ckpt, map_location='cpu', weights_only=True)
 
     engine.enable_stack_fixes()
     loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
     assert loaded['meta']['epoch'] == 2
-    assert {'state_dict', 'optimizer', 'message_hub', 'param_schedulers'} \
-        <= set(loaded)
+    assert {
+        'state_dict',
+        'optimizer',
+        'message_hub',
+        'param_schedulers',
+    } <= set(loaded)
     direct = engine.safe_torch_load(ckpt, map_location='cpu')
     sd = direct['state_dict']
     assert any(k.startswith('backbone.') for k in sd)
@@ -231,18 +287,22 @@ class _CreateFile:
 
 def test_test_tool_refuses_planted_payload(trained, tmp_path):
     target = tmp_path / 'pwned'
-    good = torch.load(trained['work'] / 'epoch_1.pth', map_location='cpu',
-                      weights_only=False)
+    good = torch.load(
+        trained['work'] / 'epoch_1.pth', map_location='cpu', weights_only=False
+    )
     good['meta']['payload'] = _CreateFile(target)
     evil = tmp_path / 'epoch_evil.pth'
     torch.save(good, evil)
     out = tmp_path / 'out'
-    proc = run_tool(['test.py', trained['config'], evil, '--work-dir', out],
-                    cwd=trained['root'])
+    proc = run_tool(
+        ['test.py', trained['config'], evil, '--work-dir', out],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 1, explain(proc)
     assert 'Traceback' not in proc.stderr, explain(proc)
-    errors = [ln for ln in proc.stderr.splitlines()
-              if ln.startswith('error: ')]
+    errors = [
+        ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')
+    ]
     assert len(errors) == 1, explain(proc)
     assert 'refusing to load checkpoint' in errors[0]
     assert str(evil) in errors[0] and 'io.open' in errors[0]
@@ -254,33 +314,60 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
     work, before = _copy_of_trained_work_dir(trained, tmp_path)
 
     # --lr-scale reaches past the rate the resume restores: 1e30 explodes
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        '--lr-scale', '1e30', '--cfg-options', 'train_cfg.max_epochs=3'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            '--lr-scale',
+            '1e30',
+            '--cfg-options',
+            'train_cfg.max_epochs=3',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 1, explain(proc)
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and 'Traceback' not in proc.stderr, explain(proc)
-    assert re.search(r'non-finite loss at iteration \d+ \(epoch 3\): '
-                     r'loss\w*=(nan|inf)', err[0]), err[0]
+    assert re.search(
+        r'non-finite loss at iteration \d+ \(epoch 3\): '
+        r'loss\w*=(nan|inf)',
+        err[0],
+    ), err[0]
     assert '--resume --lr-scale 0.1' in err[0]
     assert {p.name: _digest(p) for p in work.glob('epoch_*.pth')} == before
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
 
     # and the advice works: a lower rate resumes cleanly from epoch 2
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        '--lr-scale', '0.1', '--cfg-options', 'train_cfg.max_epochs=3'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            '--lr-scale',
+            '0.1',
+            '--cfg-options',
+            'train_cfg.max_epochs=3',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     assert 'resumed epoch: 2' in proc.stdout + proc.stderr
-    assert re.search(r'Epoch\(train\) +\[3\].* lr: 5\.0000e-04',
-                     proc.stdout + proc.stderr), explain(proc)
+    assert re.search(
+        r'Epoch\(train\) +\[3\].* lr: 5\.0000e-04', proc.stdout + proc.stderr
+    ), explain(proc)
 
 
 def _tree(root):
-    return {p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in root.rglob('*') if p.is_file()}
+    return {
+        p.relative_to(root): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob('*')
+        if p.is_file()
+    }
 
 
 def test_tools_write_only_to_the_named_outputs(trained, tmp_path):
@@ -290,14 +377,31 @@ def test_tools_write_only_to_the_named_outputs(trained, tmp_path):
     work, _ = _copy_of_trained_work_dir(trained, tmp_path)
     out = tmp_path / 'out'
     outside = _tree(tmp_path)
-    proc = run_tool([
-        'train.py', trained['config'], '--work-dir', work, '--resume',
-        '--cfg-options', 'train_cfg.max_epochs=3'
-    ], cwd=trained['root'])
+    proc = run_tool(
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--resume',
+            '--cfg-options',
+            'train_cfg.max_epochs=3',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
-    proc = run_tool(['test.py', trained['config'], work / 'epoch_3.pth',
-                     '--work-dir', out, '--show-dir', out / 'vis'],
-                    cwd=trained['root'])
+    proc = run_tool(
+        [
+            'test.py',
+            trained['config'],
+            work / 'epoch_3.pth',
+            '--work-dir',
+            out,
+            '--show-dir',
+            out / 'vis',
+        ],
+        cwd=trained['root'],
+    )
     assert proc.returncode == 0, explain(proc)
     after = _tree(trained['root'])
     # the fixture's own work dir may only be read

@@ -1,5 +1,6 @@
 """Helpers for the tests of tools/train.py, tools/test.py and tools/dist_*.sh:
 a tiny shapes dataset, a tiny Mask R-CNN config and subprocess runners."""
+
 import json
 import os
 import socket
@@ -46,15 +47,21 @@ class DumpRankParamsHook(Hook):
 def make_dataset(out_dir: Path, seed: int = 0) -> Path:
     """Generate the tiny shapes set (8 train / 4 val, 64 px) in ``out_dir``."""
     from eca_mmdet.datasets.shapes import make_shapes_dataset
-    make_shapes_dataset(out_dir, num_train=NUM_TRAIN, num_val=NUM_VAL,
-                        seed=seed, size=IMG_SIZE)
+
+    make_shapes_dataset(
+        out_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, seed=seed, size=IMG_SIZE
+    )
     return out_dir
 
 
-def write_config(path: Path, data_root: Path, max_epochs: int = 2,
-                 extra_imports: Sequence[str] = (),
-                 custom_hooks: Optional[List[dict]] = None,
-                 inherit_hooks: bool = False) -> Path:
+def write_config(
+    path: Path,
+    data_root: Path,
+    max_epochs: int = 2,
+    extra_imports: Sequence[str] = (),
+    custom_hooks: Optional[List[dict]] = None,
+    inherit_hooks: bool = False,
+) -> Path:
     """Write a tiny Mask R-CNN config (quarter-width ECA-ResNet-18, 32-channel
     FPN, slim heads, 64 px images, batch 2, no workers) on the shapes set.
 
@@ -64,13 +71,16 @@ def write_config(path: Path, data_root: Path, max_epochs: int = 2,
     ``custom_hooks`` replaces the base config's hooks unless
     ``inherit_hooks`` keeps them (then ``custom_hooks`` must be None).
     """
-    base = SHAPES_CONFIG if SHAPES_CONFIG.is_file() else \
-        'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+    base = (
+        SHAPES_CONFIG
+        if SHAPES_CONFIG.is_file()
+        else 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+    )
     imports = ['eca_mmdet', 'eca_mmdet.stack_fixes', *extra_imports]
     assert not (inherit_hooks and custom_hooks)
     hooks = '' if inherit_hooks else f'custom_hooks = {custom_hooks or []!r}'
     root = str(data_root).rstrip('/') + '/'
-    text = f'''
+    text = f"""
 _base_ = {str(base)!r}
 custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
 data_root = {root!r}
@@ -139,7 +149,7 @@ default_hooks = dict(logger=dict(interval=1),
 {hooks}
 randomness = dict(seed=0)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
-'''
+"""
     path.write_text(text)
     return path
 
@@ -153,27 +163,44 @@ def tool_env(extra_pythonpath: Sequence[Path] = ()) -> Dict[str, str]:
     env.setdefault('OMP_NUM_THREADS', '1')
     env['PYTHON'] = sys.executable  # for tools/dist_*.sh
     env.pop('ECA_MMDET_DEBUG', None)
-    for var in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
-                'MASTER_PORT'):
+    for var in (
+        'RANK',
+        'WORLD_SIZE',
+        'LOCAL_RANK',
+        'MASTER_ADDR',
+        'MASTER_PORT',
+    ):
         env.pop(var, None)
     return env
 
 
-def run_tool(args: Sequence[str], cwd: Path,
-             env: Optional[Dict[str, str]] = None,
-             timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+def run_tool(
+    args: Sequence[str],
+    cwd: Path,
+    env: Optional[Dict[str, str]] = None,
+    timeout: int = TIMEOUT,
+) -> subprocess.CompletedProcess:
     """Run ``tools/<args[0]>`` (a .py with this Python, or a .sh)."""
     tool = TOOLS / args[0]
-    cmd = ([str(tool)] if tool.suffix == '.sh' else
-           [sys.executable, str(tool)]) + [str(a) for a in args[1:]]
-    return subprocess.run(cmd, cwd=str(cwd), env=env or tool_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    cmd = (
+        [str(tool)] if tool.suffix == '.sh' else [sys.executable, str(tool)]
+    ) + [str(a) for a in args[1:]]
+    return subprocess.run(
+        cmd,
+        cwd=str(cwd),
+        env=env or tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
-    return (f'exit {proc.returncode}\n--- stdout (tail) ---\n'
-            f'{proc.stdout[-6000:]}\n--- stderr (tail) ---\n'
-            f'{proc.stderr[-6000:]}')
+    return (
+        f'exit {proc.returncode}\n--- stdout (tail) ---\n'
+        f'{proc.stdout[-6000:]}\n--- stderr (tail) ---\n'
+        f'{proc.stderr[-6000:]}'
+    )
 
 
 def free_port() -> int:

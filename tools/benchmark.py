@@ -7,6 +7,7 @@ and reports the median of the per-pair ratios A/B with min and max. With
 several cases, each runs in a fresh process of its own, so that what one
 case leaves behind (heap, caches) cannot favour either side of the next.
 """
+
 import argparse
 import json
 import os.path as osp
@@ -19,9 +20,14 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from eca_mmdet.apis import load_detector  # noqa: E402
-from eca_mmdet.benchmark import (PairTiming, format_table,  # noqa: E402
-                                 inference_step, make_eca_twin, time_pairs,
-                                 train_step)
+from eca_mmdet.benchmark import (
+    PairTiming,
+    format_table,  # noqa: E402
+    inference_step,
+    make_eca_twin,
+    time_pairs,
+    train_step,
+)
 from eca_mmdet.engine import atomic_write  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -34,11 +40,11 @@ def backbone_pair(depth, k, fused=True):
     from mmdet.models.backbones import ResNet
 
     from eca_mmdet.models import ECAResNet
+
     torch.manual_seed(0)
     plain = ResNet(depth=depth, **DET_BACKBONE)
     plain.init_weights()
-    eca = ECAResNet(depth=depth, eca_k_size=k, eca_fused=fused,
-                    **DET_BACKBONE)
+    eca = ECAResNet(depth=depth, eca_k_size=k, eca_fused=fused, **DET_BACKBONE)
     eca.init_weights()
     return eca, plain
 
@@ -48,6 +54,7 @@ def detector(config):
     detections per image so both sides do the same head work."""
     from mmengine.config import Config
     from mmengine.hub import get_config
+
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
     cfg.model.test_cfg.rcnn.score_thr = 0.0
     torch.manual_seed(0)
@@ -59,34 +66,45 @@ def detector(config):
 def detector_inference(model, h, w, device):
     """One image through the detector's predict path (no data pipeline)."""
     from mmdet.structures import DetDataSample
+
     x = torch.randn(1, 3, h, w, device=device)
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
-        batch_input_shape=(h, w), pad_shape=(h, w)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            scale_factor=(1.0, 1.0),
+            batch_input_shape=(h, w),
+            pad_shape=(h, w),
+        )
+    )
 
     def run():
         with torch.no_grad():
             return model.predict(x, [sample], rescale=False)
+
     return run
 
 
 def cases(args, device):
     """name -> function returning (run_a, run_b, a_label, b_label)."""
-    fmt = torch.channels_last if args.channels_last else \
-        torch.contiguous_format
+    fmt = (
+        torch.channels_last if args.channels_last else torch.contiguous_format
+    )
 
     def prep(*models):
         return [m.to(device, memory_format=fmt) for m in models]
 
     def image(n, h, w):
         return torch.randn(n, 3, h, w, device=device).contiguous(
-            memory_format=fmt)
+            memory_format=fmt
+        )
 
     def bb(depth, k, shape, step, fused=True, label='eca'):
         def make():
             eca, plain = prep(*backbone_pair(depth, k, fused))
             x = image(shape[0], *shape[2:])
             return step(eca, x), step(plain, x), label, 'resnet'
+
         return make
 
     def det():
@@ -96,8 +114,12 @@ def cases(args, device):
         make_eca_twin(eca, plain)
         eca, plain = prep(eca, plain)
         h, w = args.det_size
-        return (detector_inference(eca, h, w, device),
-                detector_inference(plain, h, w, device), 'eca', 'resnet')
+        return (
+            detector_inference(eca, h, w, device),
+            detector_inference(plain, h, w, device),
+            'eca',
+            'resnet',
+        )
 
     h, w = args.size
     half = args.batch_size
@@ -110,29 +132,65 @@ def cases(args, device):
         'maskrcnn_r50_infer_800x1333': det,
         'r101_infer_800x1333': bb(101, k101, (1, 3, h, w), inference_step),
         'r50_infer_800x1333_straightforward_eca': bb(
-            50, k50, (1, 3, h, w), inference_step, fused=False,
-            label='eca-plain-form'),
+            50,
+            k50,
+            (1, 3, h, w),
+            inference_step,
+            fused=False,
+            label='eca-plain-form',
+        ),
     }
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--pairs', type=int, default=15,
-                        help='timed A/B pairs per case (at least 15)')
+    parser.add_argument(
+        '--pairs',
+        type=int,
+        default=15,
+        help='timed A/B pairs per case (at least 15)',
+    )
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--cases', nargs='+', metavar='NAME',
-                        help='run only these cases (default: all)')
-    parser.add_argument('--device', default=None,
-                        help='cpu or cuda (default: cuda when present)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch\'s)')
+    parser.add_argument(
+        '--cases',
+        nargs='+',
+        metavar='NAME',
+        help='run only these cases (default: all)',
+    )
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu or cuda (default: cuda when present)',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's)",
+    )
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--size', type=int, nargs=2, default=(800, 1333),
-                        metavar=('H', 'W'), help='single-image input size')
-    parser.add_argument('--batch-size', type=int, default=512,
-                        metavar='S', help='side of the batch-of-2 input')
-    parser.add_argument('--det-size', type=int, nargs=2, default=(800, 1333),
-                        metavar=('H', 'W'))
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=(800, 1333),
+        metavar=('H', 'W'),
+        help='single-image input size',
+    )
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=512,
+        metavar='S',
+        help='side of the batch-of-2 input',
+    )
+    parser.add_argument(
+        '--det-size',
+        type=int,
+        nargs=2,
+        default=(800, 1333),
+        metavar=('H', 'W'),
+    )
     parser.add_argument('--json', metavar='OUT', help='also write JSON')
     return parser.parse_args()
 
@@ -143,19 +201,35 @@ def run_case_in_child(name):
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'case.json')
         # argparse keeps the last --cases and --json: these override ours
-        subprocess.run([sys.executable, osp.abspath(__file__), *sys.argv[1:],
-                        '--cases', name, '--json', out],
-                       stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                osp.abspath(__file__),
+                *sys.argv[1:],
+                '--cases',
+                name,
+                '--json',
+                out,
+            ],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         with open(out) as f:
             case = json.load(f)['cases'][0]
-    return PairTiming(case['name'], case['a_label'], case['b_label'],
-                      case['a_seconds'], case['b_seconds'])
+    return PairTiming(
+        case['name'],
+        case['a_label'],
+        case['b_label'],
+        case['a_seconds'],
+        case['b_seconds'],
+    )
 
 
 def main():
     args = parse_args()
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     table = cases(args, device)
@@ -165,11 +239,17 @@ def main():
         sys.exit(f'error: unknown case(s) {unknown}; known: {list(table)}')
     # init_weights() logs every parameter at INFO: keep the table readable.
     from mmengine.logging import MMLogger
+
     MMLogger.get_instance('mmengine', log_level='WARNING')
-    env = dict(device=str(device), threads=torch.get_num_threads(),
-               torch=torch.__version__, channels_last=args.channels_last,
-               cpu=platform.processor() or platform.machine(),
-               pairs=args.pairs, warmup=args.warmup)
+    env = dict(
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        channels_last=args.channels_last,
+        cpu=platform.processor() or platform.machine(),
+        pairs=args.pairs,
+        warmup=args.warmup,
+    )
     print('# ' + ', '.join(f'{k}={v}' for k, v in env.items()), flush=True)
     results = []
     for name in names:
@@ -177,15 +257,27 @@ def main():
             results.append(run_case_in_child(name))
             continue
         run_a, run_b, a_label, b_label = table[name]()
-        results.append(time_pairs(
-            name, run_a, run_b, pairs=args.pairs, warmup=args.warmup,
-            device=device, a_label=a_label, b_label=b_label,
-            progress=lambda msg: print(msg, file=sys.stderr, flush=True)))
+        results.append(
+            time_pairs(
+                name,
+                run_a,
+                run_b,
+                pairs=args.pairs,
+                warmup=args.warmup,
+                device=device,
+                a_label=a_label,
+                b_label=b_label,
+                progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+            )
+        )
     print(format_table(results))
     if args.json:
-        atomic_write(json.dumps(
-            dict(env=env, cases=[r.to_dict() for r in results]), indent=2),
-            args.json)
+        atomic_write(
+            json.dumps(
+                dict(env=env, cases=[r.to_dict() for r in results]), indent=2
+            ),
+            args.json,
+        )
         print(f'wrote {args.json}')
 
 

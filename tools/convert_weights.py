@@ -10,6 +10,7 @@ a checkpoint, a pickle needing globals outside the allow-list (refused, never
 run) or not convertible, or when DST is a directory or SRC itself. DST is
 written atomically (a temp file renamed into place).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
 def format_cfg(cfg: dict, checkpoint: str) -> str:
     """``backbone=dict(...)`` with the Pretrained init_cfg, ready to paste."""
     items = [f'{k}={v!r}' for k, v in cfg.items()]
-    items.append(f"init_cfg=dict(type='Pretrained', checkpoint={checkpoint!r})")
+    items.append(
+        f"init_cfg=dict(type='Pretrained', checkpoint={checkpoint!r})"
+    )
     return 'backbone=dict(\n    ' + ',\n    '.join(items) + ')'
 
 
@@ -38,10 +41,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         meta = convert_file(args.src, args.dst)
     except (EcaMmdetError, OSError) as e:  # ConversionError is one
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
         return 1
-    arch = f", arch {meta['arch']}" if meta.get('arch') else ''
-    print(f"detected layout: {meta['layout']}{arch}")
+    arch = f', arch {meta["arch"]}' if meta.get('arch') else ''
+    print(f'detected layout: {meta["layout"]}{arch}')
     print(f'wrote {args.dst}')
     print('backbone config:')
     print(format_cfg(meta['backbone'], args.dst))

@@ -8,6 +8,7 @@ check it in onnxruntime against PyTorch (see eca_mmdet/apis/export.py).
 
 Needs the onnx extra: pip install "eca-mmdet[onnx]".
 """
+
 import sys
 import warnings
 from pathlib import Path

@@ -20,6 +20,7 @@ Output format, per arch::
      "stages": [{"out": C,               # conv3 / stage output channels
                  "blocks": [[conv1_out, conv2_out], ...]}, ...]}
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,12 @@ import zipfile
 from pathlib import Path
 
 ARCHS = ('ecaresnet50d_pruned', 'ecaresnet101d_pruned')
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / 'eca_mmdet' / 'models' / 'pruned_widths.json'
+DEFAULT_OUT = (
+    Path(__file__).resolve().parents[1]
+    / 'eca_mmdet'
+    / 'models'
+    / 'pruned_widths.json'
+)
 _BLOCK = re.compile(r'^layer(\d)\.(\d+)\.(.+)$')
 
 
@@ -42,20 +48,32 @@ def parse_spec(text: str) -> dict[str, list[int]]:
             continue
         key, _, shape = item.partition(':')
         dims = shape.strip()[1:-1]
-        shapes[key.strip()] = [int(d) for d in dims.split(',')] if dims.strip() else []
+        shapes[key.strip()] = (
+            [int(d) for d in dims.split(',')] if dims.strip() else []
+        )
     return shapes
 
 
 def describe(shapes: dict[str, list[int]], source: str) -> dict:
     """Reduce a pruned ResNet spec to stem / per-stage / per-block widths."""
-    stem = [shapes['conv1.0.weight'][0], shapes['conv1.3.weight'][0], shapes['conv1.6.weight'][0]]
+    stem = [
+        shapes['conv1.0.weight'][0],
+        shapes['conv1.3.weight'][0],
+        shapes['conv1.6.weight'][0],
+    ]
     if shapes['bn1.weight'] != [stem[2]]:
-        raise ValueError(f'{source}: bn1 width {shapes["bn1.weight"]} != stem out {stem[2]}')
+        raise ValueError(
+            f'{source}: bn1 width {shapes["bn1.weight"]} != stem out {stem[2]}'
+        )
     stages: list[dict] = []
     ks: list[int] = []
     in_ch = stem[2]
     for s in range(1, 5):
-        ids = [int(m.group(2)) for m in map(_BLOCK.match, shapes) if m and m.group(1) == str(s)]
+        ids = [
+            int(m.group(2))
+            for m in map(_BLOCK.match, shapes)
+            if m and m.group(1) == str(s)
+        ]
         n_blocks = 1 + max(ids)
         out = shapes[f'layer{s}.0.conv3.weight'][0]
         blocks: list[list[int]] = []
@@ -63,22 +81,38 @@ def describe(shapes: dict[str, list[int]], source: str) -> dict:
         for b in range(n_blocks):
             p = f'layer{s}.{b}.'
             c1, c2, c3 = (shapes[p + f'conv{i}.weight'] for i in (1, 2, 3))
-            if c1[1] != in_ch or c2[1] != c1[0] or c3[1] != c2[0] or c3[0] != out:
-                raise ValueError(f'{source}: inconsistent channel chain in {p}')
+            if (
+                c1[1] != in_ch
+                or c2[1] != c1[0]
+                or c3[1] != c2[0]
+                or c3[0] != out
+            ):
+                raise ValueError(
+                    f'{source}: inconsistent channel chain in {p}'
+                )
             for i, c in ((1, c1), (2, c2), (3, c3)):
                 if shapes[p + f'bn{i}.weight'] != [c[0]]:
-                    raise ValueError(f'{source}: {p}bn{i} does not match conv{i}')
-            if b == 0 and shapes[p + 'downsample.1.weight'][:2] != [out, in_ch]:
+                    raise ValueError(
+                        f'{source}: {p}bn{i} does not match conv{i}'
+                    )
+            if b == 0 and shapes[p + 'downsample.1.weight'][:2] != [
+                out,
+                in_ch,
+            ]:
                 raise ValueError(f'{source}: bad downsample shape in {p}')
             stage_k.add(shapes[p + 'se.conv.weight'][-1])
             blocks.append([c1[0], c2[0]])
             in_ch = out
         if len(stage_k) != 1:
-            raise ValueError(f'{source}: stage {s} mixes ECA kernel sizes {sorted(stage_k)}')
+            raise ValueError(
+                f'{source}: stage {s} mixes ECA kernel sizes {sorted(stage_k)}'
+            )
         ks.append(stage_k.pop())
         stages.append({'out': out, 'blocks': blocks})
     if 'fc.weight' in shapes and shapes['fc.weight'][1] != in_ch:
-        raise ValueError(f'{source}: fc input {shapes["fc.weight"][1]} != last stage out {in_ch}')
+        raise ValueError(
+            f'{source}: fc input {shapes["fc.weight"][1]} != last stage out {in_ch}'
+        )
     return {'source': source, 'stem': stem, 'eca_k_size': ks, 'stages': stages}
 
 
@@ -99,12 +133,16 @@ def read_specs(src: Path) -> tuple[str, dict[str, str]]:
             hits = sorted(src.rglob(f'_pruned/{arch}.txt'))
             if hits:
                 texts[arch] = hits[0].read_text('utf-8')
-        vfiles = sorted(src.rglob('timm/version.py')) or sorted(src.glob('version.py'))
+        vfiles = sorted(src.rglob('timm/version.py')) or sorted(
+            src.glob('version.py')
+        )
         if vfiles:
             version = _version(vfiles[0].read_text('utf-8'))
     missing = [a for a in ARCHS if a not in texts]
     if missing:
-        raise FileNotFoundError(f'{src}: no timm/models/_pruned/{{{",".join(missing)}}}.txt found')
+        raise FileNotFoundError(
+            f'{src}: no timm/models/_pruned/{{{",".join(missing)}}}.txt found'
+        )
     return version, texts
 
 
@@ -131,14 +169,25 @@ def render(data: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('src', type=Path, help='timm wheel (.whl) or unpacked timm directory')
-    ap.add_argument('-o', '--out', type=Path, default=DEFAULT_OUT,
-                    help=f'output JSON (default {DEFAULT_OUT})')
+    ap.add_argument(
+        'src', type=Path, help='timm wheel (.whl) or unpacked timm directory'
+    )
+    ap.add_argument(
+        '-o',
+        '--out',
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f'output JSON (default {DEFAULT_OUT})',
+    )
     args = ap.parse_args(argv)
     version, texts = read_specs(args.src)
-    data = {arch: describe(parse_spec(texts[arch]),
-                           f'timm {version} timm/models/_pruned/{arch}.txt')
-            for arch in ARCHS}
+    data = {
+        arch: describe(
+            parse_spec(texts[arch]),
+            f'timm {version} timm/models/_pruned/{arch}.txt',
+        )
+        for arch in ARCHS
+    }
     text = render(data)
     json.loads(text)  # sanity: the hand-rendered text is valid JSON
     args.out.write_text(text)

@@ -5,6 +5,7 @@ Example::
 
     python tools/make_shapes_dataset.py data/shapes --train 400 --val 100
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,38 +16,61 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eca_mmdet.datasets.shapes import (  # noqa: E402
-    CATEGORIES, make_shapes_dataset)
+    CATEGORIES,
+    make_shapes_dataset,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="output directory")
-    parser.add_argument("--train", type=int, default=400,
-                        help="number of training images (default: 400)")
-    parser.add_argument("--val", type=int, default=100,
-                        help="number of validation images (default: 100)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed (default: 0)")
-    parser.add_argument("--size", type=int, default=128,
-                        help="image side in pixels (default: 128)")
+    parser.add_argument('out', type=Path, help='output directory')
+    parser.add_argument(
+        '--train',
+        type=int,
+        default=400,
+        help='number of training images (default: 400)',
+    )
+    parser.add_argument(
+        '--val',
+        type=int,
+        default=100,
+        help='number of validation images (default: 100)',
+    )
+    parser.add_argument(
+        '--seed', type=int, default=0, help='random seed (default: 0)'
+    )
+    parser.add_argument(
+        '--size',
+        type=int,
+        default=128,
+        help='image side in pixels (default: 128)',
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Generate the dataset and print a summary of what was written."""
     args = parse_args(argv)
-    info = make_shapes_dataset(args.out, num_train=args.train,
-                               num_val=args.val, seed=args.seed,
-                               size=args.size)
-    classes = ", ".join(f"{c['id']}:{c['name']}" for c in CATEGORIES)
-    print(f"shapes dataset in {info['root']} (seed {args.seed}; "
-          f"categories {classes})")
-    for split in ("train", "val"):
+    info = make_shapes_dataset(
+        args.out,
+        num_train=args.train,
+        num_val=args.val,
+        seed=args.seed,
+        size=args.size,
+    )
+    classes = ', '.join(f'{c["id"]}:{c["name"]}' for c in CATEGORIES)
+    print(
+        f'shapes dataset in {info["root"]} (seed {args.seed}; '
+        f'categories {classes})'
+    )
+    for split in ('train', 'val'):
         s = info[split]
-        print(f"  {split}: {s['num_images']} images in {s['img_dir']}, "
-              f"{s['num_annotations']} annotations in {s['ann_file']}")
+        print(
+            f'  {split}: {s["num_images"]} images in {s["img_dir"]}, '
+            f'{s["num_annotations"]} annotations in {s["ann_file"]}'
+        )
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

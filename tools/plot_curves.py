@@ -5,6 +5,7 @@ from the mmengine logs of one or more work dirs, overlaid for comparison.
     python tools/plot_curves.py WORK_DIR [WORK_DIR ...] --out curves.png \
         [--labels ECA plain] [--val-keys '*mAP' 'coco/bbox_mAP_50']
 """
+
 import argparse
 import sys
 import warnings
@@ -14,28 +15,42 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eca_mmdet.apis.common import run_cli  # noqa: E402
-from eca_mmdet.visualization.curves import (DEFAULT_VAL_KEYS,  # noqa: E402
-                                            CurvesError, plot_curves,
-                                            read_run_curves)
+from eca_mmdet.visualization.curves import (
+    DEFAULT_VAL_KEYS,  # noqa: E402
+    CurvesError,
+    plot_curves,
+    read_run_curves,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description='Plot losses, lr and validation metrics per epoch of '
-        'one or more training runs.')
-    parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
-                        help='--work-dir of a tools/train.py run')
+        'one or more training runs.'
+    )
+    parser.add_argument(
+        'work_dirs',
+        nargs='+',
+        metavar='WORK_DIR',
+        help='--work-dir of a tools/train.py run',
+    )
     parser.add_argument('--out', required=True, help='PNG file to write')
-    parser.add_argument('--labels', nargs='+',
-                        help='legend names, one per WORK_DIR (default: the '
-                        'folder names)')
-    parser.add_argument('--val-keys', nargs='+', default=DEFAULT_VAL_KEYS,
-                        metavar='PATTERN',
-                        help='validation metrics to draw (fnmatch patterns; '
-                        "default '*mAP' 'eca/*_between': coco/bbox_mAP, "
-                        'coco/segm_mAP and, from EcaGateStatsHook, the ECA '
-                        "gates' distance between classes per stage; "
-                        "'eca/*' for all gate statistics)")
+    parser.add_argument(
+        '--labels',
+        nargs='+',
+        help='legend names, one per WORK_DIR (default: the folder names)',
+    )
+    parser.add_argument(
+        '--val-keys',
+        nargs='+',
+        default=DEFAULT_VAL_KEYS,
+        metavar='PATTERN',
+        help='validation metrics to draw (fnmatch patterns; '
+        "default '*mAP' 'eca/*_between': coco/bbox_mAP, "
+        'coco/segm_mAP and, from EcaGateStatsHook, the ECA '
+        "gates' distance between classes per stage; "
+        "'eca/*' for all gate statistics)",
+    )
     parser.add_argument('--title', help='figure title')
     return parser
 
@@ -43,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     labels = args.labels or [None] * len(args.work_dirs)
     if len(labels) != len(args.work_dirs):
-        raise CurvesError(f'--labels: {len(labels)} label(s) for '
-                          f'{len(args.work_dirs)} work dir(s)')
-    runs = [read_run_curves(w, label)
-            for w, label in zip(args.work_dirs, labels)]
+        raise CurvesError(
+            f'--labels: {len(labels)} label(s) for '
+            f'{len(args.work_dirs)} work dir(s)'
+        )
+    runs = [
+        read_run_curves(w, label) for w, label in zip(args.work_dirs, labels)
+    ]
     panels = plot_curves(runs, args.out, args.val_keys, args.title)
     print(f'{args.out}: {", ".join(panels)} for {len(runs)} run(s)')
     return 0

@@ -5,6 +5,7 @@ predictions on IMAGE(s) and that epoch's val bbox/segm mAP from the log.
     python tools/progress_gif.py CONFIG WORK_DIR IMAGE... --out FILE.gif \
         [--fps 2] [--size 256] [--score-thr 0.3]
 """
+
 import argparse
 import os.path as osp
 import sys
@@ -17,29 +18,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmengine.utils import ProgressBar  # noqa: E402
 
 from eca_mmdet.apis import load_detector, load_weights, predict  # noqa: E402
-from eca_mmdet.apis.common import (CliArgumentParser, load_config,  # noqa: E402
-                                   run_cli)
+from eca_mmdet.apis.common import (
+    CliArgumentParser,
+    load_config,  # noqa: E402
+    run_cli,
+)
 from eca_mmdet.apis.inputs import expand_images  # noqa: E402
-from eca_mmdet.visualization import (StableColorDetVisualizer,  # noqa: E402
-                                     VisualizationError, check_score_thr,
-                                     compose_frame, epoch_checkpoints,
-                                     format_caption, read_image,
-                                     read_val_metrics, write_gif)
+from eca_mmdet.visualization import (
+    StableColorDetVisualizer,  # noqa: E402
+    VisualizationError,
+    check_score_thr,
+    compose_frame,
+    epoch_checkpoints,
+    format_caption,
+    read_image,
+    read_val_metrics,
+    write_gif,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = CliArgumentParser(
         prog='tools/progress_gif.py',
         description='A GIF with one frame per epoch_*.pth of WORK_DIR: the '
-        'predictions on IMAGE(s), captioned with the epoch and its val mAP.')
+        'predictions on IMAGE(s), captioned with the epoch and its val mAP.',
+    )
     p.add_argument('config')
     p.add_argument('work_dir')
-    p.add_argument('images', nargs='+', metavar='IMAGE',
-                   help='image files or folders')
+    p.add_argument(
+        'images', nargs='+', metavar='IMAGE', help='image files or folders'
+    )
     p.add_argument('--out', required=True, metavar='FILE.gif')
     p.add_argument('--fps', type=float, default=2.0)
-    p.add_argument('--size', type=int, default=256,
-                   help='each image is drawn at SIZE px (longer side)')
+    p.add_argument(
+        '--size',
+        type=int,
+        default=256,
+        help='each image is drawn at SIZE px (longer side)',
+    )
     p.add_argument('--score-thr', type=float, default=0.3)
     p.add_argument('--cols', type=int, default=None)
     p.add_argument('--device', default='cpu')
@@ -60,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     # the first checkpoint's dataset_meta: one palette for all frames
     model = load_detector(cfg, checkpoints[0][1], device='cpu')
     visualizer = StableColorDetVisualizer(name='progress_gif').set_meta(
-        model.dataset_meta)
+        model.dataset_meta
+    )
     frames = []
     progress = ProgressBar(len(checkpoints))
     for epoch, ckpt_path in checkpoints:
@@ -68,17 +85,25 @@ def main(args: argparse.Namespace) -> int:
         model.to(args.device).eval()
         samples = predict(model, paths)
         frames.append(
-            compose_frame(visualizer, images, samples,
-                          format_caption(epoch, metrics.get(epoch)),
-                          size=args.size, cols=args.cols,
-                          score_thr=args.score_thr))
+            compose_frame(
+                visualizer,
+                images,
+                samples,
+                format_caption(epoch, metrics.get(epoch)),
+                size=args.size,
+                cols=args.cols,
+                score_thr=args.score_thr,
+            )
+        )
         model.cpu()
         progress.update()
     out = write_gif(frames, args.out, fps=args.fps)
     known = sum(1 for e, _ in checkpoints if e in metrics)
-    print(f'\n{out}: {len(frames)} frames (epochs '
-          f'{checkpoints[0][0]}-{checkpoints[-1][0]}), val mAP known for '
-          f'{known}')
+    print(
+        f'\n{out}: {len(frames)} frames (epochs '
+        f'{checkpoints[0][0]}-{checkpoints[-1][0]}), val mAP known for '
+        f'{known}'
+    )
     return 0
 
 

@@ -5,6 +5,7 @@
 
 writes DIR/metrics.json and DIR/results.{bbox,segm}.json.
 """
+
 import sys
 import warnings
 from pathlib import Path

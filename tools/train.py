@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Train a detector with mmengine's Runner (see eca_mmdet/apis/train.py).
 
-    python tools/train.py configs/shapes/mask_rcnn_ecaresnet18_shapes.py
-    python tools/train.py CONFIG --resume            # continue the work dir
-    python tools/train.py CONFIG --cfg-options model.backbone.init_cfg=None
-    python tools/train.py CONFIG --check             # only check data/ckpts
-    tools/dist_train.sh CONFIG 2                     # 2 processes (CPU: gloo)
+python tools/train.py configs/shapes/mask_rcnn_ecaresnet18_shapes.py
+python tools/train.py CONFIG --resume            # continue the work dir
+python tools/train.py CONFIG --cfg-options model.backbone.init_cfg=None
+python tools/train.py CONFIG --check             # only check data/ckpts
+tools/dist_train.sh CONFIG 2                     # 2 processes (CPU: gloo)
 """
+
 import sys
 import warnings
 from pathlib import Path

@@ -7,7 +7,8 @@
 # testing work; torchvision:// refused only where torchvision cannot be
 # imported; atomic checkpoint writes). Drop it to keep mmengine stock.
 custom_imports = dict(
-    imports=['eca_mmdet', 'eca_mmdet.stack_fixes'], allow_failed_imports=False)
+    imports=['eca_mmdet', 'eca_mmdet.stack_fixes'], allow_failed_imports=False
+)
 
 custom_hooks = [
     # After each validation, draw the predictions on the first 4 val images

@@ -23,17 +23,36 @@ load_from = 'checkpoints/mask_rcnn_ecanet50_1x_coco.pth'
 metainfo = dict(classes=classes)
 model = dict(
     # with load_from the backbone comes from that checkpoint
-    backbone=dict(init_cfg=None if load_from else dict(
-        type='Pretrained', checkpoint='checkpoints/ecanet50_k3557_mmdet.pth')),
-    roi_head=dict(bbox_head=dict(num_classes=len(classes)),
-                  mask_head=dict(num_classes=len(classes))))
+    backbone=dict(
+        init_cfg=None
+        if load_from
+        else dict(
+            type='Pretrained',
+            checkpoint='checkpoints/ecanet50_k3557_mmdet.pth',
+        )
+    ),
+    roi_head=dict(
+        bbox_head=dict(num_classes=len(classes)),
+        mask_head=dict(num_classes=len(classes)),
+    ),
+)
 
-train_dataloader = dict(dataset=dict(
-    data_root=data_root, metainfo=metainfo, ann_file=train_ann,
-    data_prefix=dict(img=train_img)))
-val_dataloader = dict(dataset=dict(
-    data_root=data_root, metainfo=metainfo, ann_file=val_ann,
-    data_prefix=dict(img=val_img)))
+train_dataloader = dict(
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file=train_ann,
+        data_prefix=dict(img=train_img),
+    )
+)
+val_dataloader = dict(
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file=val_ann,
+        data_prefix=dict(img=val_img),
+    )
+)
 test_dataloader = val_dataloader  # EDIT for a separate test set
 # the metric reads the same file as the val data set (path from the cwd)
 val_evaluator = dict(ann_file=data_root + val_ann)
@@ -46,10 +65,18 @@ max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[8, 11], gamma=0.1)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[8, 11],
+        gamma=0.1,
+    ),
 ]
-default_hooks = dict(checkpoint=dict(
-    interval=1, max_keep_ckpts=2, save_best='coco/bbox_mAP', rule='greater'))
+default_hooks = dict(
+    checkpoint=dict(
+        interval=1, max_keep_ckpts=2, save_best='coco/bbox_mAP', rule='greater'
+    )
+)

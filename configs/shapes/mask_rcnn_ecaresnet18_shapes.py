@@ -9,7 +9,7 @@
 # python tools/train.py CONFIG, 1 process)
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-    '../_base_/eca_runtime.py'
+    '../_base_/eca_runtime.py',
 ]
 
 data_root = 'data/shapes/'
@@ -29,14 +29,15 @@ model = dict(
         frozen_stages=-1,
         norm_cfg=norm_cfg,
         norm_eval=False,
-        init_cfg=None),
+        init_cfg=None,
+    ),
     neck=dict(
-        in_channels=[32, 64, 128, 256], out_channels=64, norm_cfg=norm_cfg),
+        in_channels=[32, 64, 128, 256], out_channels=64, norm_cfg=norm_cfg
+    ),
     # objects are 10-64 px: anchors from 16 px at stride 4
     rpn_head=dict(
-        in_channels=64,
-        feat_channels=64,
-        anchor_generator=dict(scales=[4])),
+        in_channels=64, feat_channels=64, anchor_generator=dict(scales=[4])
+    ),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(
@@ -44,26 +45,31 @@ model = dict(
             fc_out_channels=256,
             num_classes=num_classes,
             reg_decoded_bbox=True,
-            loss_bbox=dict(_delete_=True, type='GIoULoss', loss_weight=10.0)),
+            loss_bbox=dict(_delete_=True, type='GIoULoss', loss_weight=10.0),
+        ),
         mask_roi_extractor=dict(out_channels=64),
         mask_head=dict(
             num_convs=2,
             in_channels=64,
             conv_out_channels=64,
-            num_classes=num_classes)),
+            num_classes=num_classes,
+        ),
+    ),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=128)),
+    ),
     test_cfg=dict(
-        rpn=dict(nms_pre=300, max_per_img=300),
-        rcnn=dict(max_per_img=50)))
+        rpn=dict(nms_pre=300, max_per_img=300), rcnn=dict(max_per_img=50)
+    ),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
+    dict(type='PackDetInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -71,8 +77,14 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+        meta_keys=(
+            'img_id',
+            'img_path',
+            'ori_shape',
+            'img_shape',
+            'scale_factor',
+        ),
+    ),
 ]
 train_dataloader = dict(
     batch_size=2,
@@ -83,7 +95,9 @@ train_dataloader = dict(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=4,
     num_workers=1,
@@ -92,7 +106,9 @@ val_dataloader = dict(
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+        pipeline=test_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -100,10 +116,15 @@ test_evaluator = val_evaluator
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=200),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[8, 11], gamma=0.1)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[8, 11],
+        gamma=0.1,
+    ),
 ]
 # AdamW trains this from-scratch model far faster than SGD; lr 2e-3 is for
 # 4 images per step (the quickstart: tools/dist_train.sh CONFIG 2, two CPU
@@ -111,10 +132,13 @@ param_scheduler = [
 # (1e-3 for one process).
 optim_wrapper = dict(
     optimizer=dict(
-        _delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05, fused=True),
-    clip_grad=dict(max_norm=10))
+        _delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05, fused=True
+    ),
+    clip_grad=dict(max_norm=10),
+)
 auto_scale_lr = dict(enable=True, base_batch_size=4)
-default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=1, max_keep_ckpts=12))
+default_hooks = dict(
+    logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=12)
+)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -16,6 +16,7 @@ An image's classes come from its annotations (``ann_file``), else from the
 detector's predictions scoring at least ``score_thr``; the backbone alone
 has classes only with ``ann_file``.
 """
+
 import contextlib
 import io
 import json
@@ -54,8 +55,12 @@ from .common import load_config
 from .inference import load_detector, predict
 from .inputs import expand_images
 
-__all__ = ['ImageSet', 'explore_attention', 'images_from_coco',
-           'load_backbone']
+__all__ = [
+    'ImageSet',
+    'explore_attention',
+    'images_from_coco',
+    'load_backbone',
+]
 
 # ImageNet normalisation (RGB), as the converted weights were trained with
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -65,32 +70,40 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 @dataclass
 class ImageSet:
     """Images to explore: paths, ids and, from annotations, classes."""
+
     files: List[str]
     ids: List[int]
-    class_names: Optional[List[str]] = None      # None: from predictions
-    classes: Optional[np.ndarray] = None          # images x classes, bool
+    class_names: Optional[List[str]] = None  # None: from predictions
+    classes: Optional[np.ndarray] = None  # images x classes, bool
 
 
-def images_from_coco(ann_file: str, img_dir: Optional[str] = None,
-                     max_images: Optional[int] = None) -> ImageSet:
+def images_from_coco(
+    ann_file: str,
+    img_dir: Optional[str] = None,
+    max_images: Optional[int] = None,
+) -> ImageSet:
     """The first ``max_images`` images (by id) of a COCO file with the
     classes of their non-crowd annotations. ``img_dir`` defaults to the
     COCO layout's ``<root>/<split>`` for ``<root>/annotations/
     instances_<split>.json``, else the annotation file's folder."""
     from pycocotools.coco import COCO
+
     if not osp.isfile(ann_file):
         raise AttentionError(f'annotation file not found: {ann_file}')
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(ann_file)
     except Exception as e:  # noqa: BLE001 - bad json or layout
-        raise AttentionError(f'cannot read COCO annotations {ann_file}: '
-                             f'{type(e).__name__}: {first_line(e)}') from None
+        raise AttentionError(
+            f'cannot read COCO annotations {ann_file}: '
+            f'{type(e).__name__}: {first_line(e)}'
+        ) from None
     if img_dir is None:
         img_dir = _default_img_dir(ann_file)
     if not osp.isdir(img_dir):
-        raise AttentionError(f'image folder not found: {img_dir} (set '
-                             '--img-dir)')
+        raise AttentionError(
+            f'image folder not found: {img_dir} (set --img-dir)'
+        )
     cat_ids = sorted(coco.cats)
     column = {cid: i for i, cid in enumerate(cat_ids)}
     ids = sorted(coco.imgs)[:max_images]
@@ -104,18 +117,20 @@ def images_from_coco(ann_file: str, img_dir: Optional[str] = None,
     files = [osp.join(img_dir, coco.imgs[i]['file_name']) for i in ids]
     missing = [f for f in files if not osp.isfile(f)]
     if missing:
-        raise AttentionError(f'{len(missing)} image(s) of {ann_file} not in '
-                             f'{img_dir}, e.g. {missing[0]} (set --img-dir)')
-    return ImageSet(files, ids, [coco.cats[c]['name'] for c in cat_ids],
-                    classes)
+        raise AttentionError(
+            f'{len(missing)} image(s) of {ann_file} not in '
+            f'{img_dir}, e.g. {missing[0]} (set --img-dir)'
+        )
+    return ImageSet(
+        files, ids, [coco.cats[c]['name'] for c in cat_ids], classes
+    )
 
 
 def _default_img_dir(ann_file: str) -> str:
     folder = osp.dirname(osp.abspath(ann_file))
     stem = osp.splitext(osp.basename(ann_file))[0]
-    if osp.basename(folder) == 'annotations' and \
-            stem.startswith('instances_'):
-        return osp.join(osp.dirname(folder), stem[len('instances_'):])
+    if osp.basename(folder) == 'annotations' and stem.startswith('instances_'):
+        return osp.join(osp.dirname(folder), stem[len('instances_') :])
     return folder
 
 
@@ -129,22 +144,27 @@ def _backbone_cfg(config: Optional[str], ckpt: dict) -> dict:
         for cand in (model.get('backbone'), model, cfg.get('backbone')):
             if cand and cand.get('type') in ('ECAResNet', ECAResNet):
                 return dict(cand)
-        raise AttentionError(f'{config} has no ECAResNet backbone '
-                             '(model.backbone, model or backbone)')
+        raise AttentionError(
+            f'{config} has no ECAResNet backbone '
+            '(model.backbone, model or backbone)'
+        )
     meta = (ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
     if not isinstance(meta.get('backbone'), dict):
         raise AttentionError(
             'the checkpoint names no backbone (meta["backbone"], written by '
-            'tools/convert_weights.py): give a config too')
+            'tools/convert_weights.py): give a config too'
+        )
     return dict(meta['backbone'])
 
 
-def load_backbone(checkpoint: str,
-                  config: Optional[str] = None) -> torch.nn.Module:
+def load_backbone(
+    checkpoint: str, config: Optional[str] = None
+) -> torch.nn.Module:
     """An ECAResNet with the weights of ``checkpoint`` (converted ImageNet
     weights, or a detector's, whose ``backbone.`` keys are taken), built
     from ``config`` or the checkpoint's meta, in eval mode."""
     from mmdet.registry import MODELS
+
     ckpt = safe_torch_load(checkpoint, map_location='cpu')
     cfg = _backbone_cfg(config, ckpt)
     cfg.pop('init_cfg', None)
@@ -152,16 +172,22 @@ def load_backbone(checkpoint: str,
     try:
         model = MODELS.build(cfg)
     except Exception as e:  # noqa: BLE001 - bad arguments
-        raise AttentionError(f'cannot build the backbone {cfg}: '
-                             f'{type(e).__name__}: {first_line(e)}') from None
+        raise AttentionError(
+            f'cannot build the backbone {cfg}: '
+            f'{type(e).__name__}: {first_line(e)}'
+        ) from None
     state = state_dict_of(ckpt)
     if any(k.startswith('backbone.') for k in state):
-        state = {k[len('backbone.'):]: v for k, v in state.items()
-                 if k.startswith('backbone.')}
+        state = {
+            k[len('backbone.') :]: v
+            for k, v in state.items()
+            if k.startswith('backbone.')
+        }
     problem = checkpoint_mismatch(model, state)
     if problem:
-        raise AttentionError(f'checkpoint {checkpoint} does not fit the '
-                             f'backbone: {problem}')
+        raise AttentionError(
+            f'checkpoint {checkpoint} does not fit the backbone: {problem}'
+        )
     model.load_state_dict(state, strict=False)  # num_batches_tracked
     return model.eval()
 
@@ -172,9 +198,12 @@ def _backbone_input(path: str, size: int) -> torch.Tensor:
     image = torch.from_numpy(read_image(path)).permute(2, 0, 1).float()
     h, w = image.shape[1:]
     scale = size / min(h, w)
-    image = F.interpolate(image[None], size=(max(1, round(h * scale)),
-                                             max(1, round(w * scale))),
-                          mode='bilinear', align_corners=False)
+    image = F.interpolate(
+        image[None],
+        size=(max(1, round(h * scale)), max(1, round(w * scale))),
+        mode='bilinear',
+        align_corners=False,
+    )
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (image - mean) / std
@@ -185,6 +214,7 @@ def _test_pipeline(model):
     it."""
     from mmcv.transforms import Compose
     from mmdet.utils import get_test_pipeline_cfg
+
     return Compose(get_test_pipeline_cfg(model.cfg.copy()))
 
 
@@ -204,19 +234,21 @@ def _is_backbone_config(config: Optional[str]) -> bool:
     return model.get('type') in ('ECAResNet', ECAResNet)
 
 
-def explore_attention(config: Optional[str],
-                      checkpoint: str,
-                      out_dir: str,
-                      images: Sequence[str] = (),
-                      ann_file: Optional[str] = None,
-                      img_dir: Optional[str] = None,
-                      max_images: Optional[int] = None,
-                      backbone_only: bool = False,
-                      score_thr: float = 0.3,
-                      blocks: Optional[Sequence[str]] = None,
-                      img_size: int = 224,
-                      device: str = 'cpu',
-                      progress: bool = True) -> dict:
+def explore_attention(
+    config: Optional[str],
+    checkpoint: str,
+    out_dir: str,
+    images: Sequence[str] = (),
+    ann_file: Optional[str] = None,
+    img_dir: Optional[str] = None,
+    max_images: Optional[int] = None,
+    backbone_only: bool = False,
+    score_thr: float = 0.3,
+    blocks: Optional[Sequence[str]] = None,
+    img_size: int = 224,
+    device: str = 'cpu',
+    progress: bool = True,
+) -> dict:
     """Record the gate of every ECA block on each image, then write into
     ``out_dir``: ``gates.npz`` (:func:`save_gates`),
     ``class_mean_gates.png`` (mean gate per class of ``blocks``, default the
@@ -249,34 +281,58 @@ def explore_attention(config: Optional[str],
         model = load_detector(config, checkpoint, device=device)
         backbone = getattr(model, 'backbone', model)
         class_names = image_set.class_names or list(
-            (model.dataset_meta or {}).get('classes') or ())
+            (model.dataset_meta or {}).get('classes') or ()
+        )
     model = model.to(device)
     if not eca_layers(backbone):
         what = 'backbone' if backbone is not model else 'model'
         raise AttentionError(
             f'the {what} ({type(backbone).__name__}) has no ECA layers: '
-            'nothing to explore (is it an ECAResNet, or ECALayer plugins?)')
+            'nothing to explore (is it an ECAResNet, or ECALayer plugins?)'
+        )
     names = list(eca_layers(backbone))
     unknown = [b for b in blocks or () if b not in names]
     if unknown:
-        raise AttentionError(f'no such ECA block: {", ".join(unknown)} '
-                             f'(blocks: {", ".join(names)})')
-    gates, predicted = _record(model, backbone, image_set, backbone_only,
-                               score_thr, img_size, device, progress)
+        raise AttentionError(
+            f'no such ECA block: {", ".join(unknown)} '
+            f'(blocks: {", ".join(names)})'
+        )
+    gates, predicted = _record(
+        model,
+        backbone,
+        image_set,
+        backbone_only,
+        score_thr,
+        img_size,
+        device,
+        progress,
+    )
     classes = image_set.classes
     if classes is None:  # from predictions
         classes = np.zeros((len(image_set.files), len(class_names)), bool)
         for row, labels in enumerate(predicted):
-            classes[row, [lb for lb in labels if lb < len(class_names)]] = \
-                True
-    gate_set = GateSet(names, gates, np.asarray(image_set.ids),
-                       list(image_set.files), list(class_names), classes)
+            classes[row, [lb for lb in labels if lb < len(class_names)]] = True
+    gate_set = GateSet(
+        names,
+        gates,
+        np.asarray(image_set.ids),
+        list(image_set.files),
+        list(class_names),
+        classes,
+    )
     return write_outputs(gate_set, out_dir, blocks)
 
 
-def _record(model, backbone, image_set: ImageSet, backbone_only: bool,
-            score_thr: float, img_size: int, device: str,
-            progress: bool) -> Tuple[Dict[str, np.ndarray], List[List[int]]]:
+def _record(
+    model,
+    backbone,
+    image_set: ImageSet,
+    backbone_only: bool,
+    score_thr: float,
+    img_size: int,
+    device: str,
+    progress: bool,
+) -> Tuple[Dict[str, np.ndarray], List[List[int]]]:
     rows: Dict[str, List[torch.Tensor]] = {}
     predicted: List[List[int]] = []
     pipeline = None if backbone_only else _test_pipeline(model)
@@ -304,8 +360,9 @@ def _record(model, backbone, image_set: ImageSet, backbone_only: bool,
     return {n: torch.cat(r).numpy() for n, r in rows.items()}, predicted
 
 
-def write_outputs(gate_set: GateSet, out_dir: str,
-                  blocks: Optional[Sequence[str]] = None) -> dict:
+def write_outputs(
+    gate_set: GateSet, out_dir: str, blocks: Optional[Sequence[str]] = None
+) -> dict:
     """Write ``gates.npz``, the three figures and ``stage_stats.json`` of
     ``gate_set`` into ``out_dir``; returns what :func:`explore_attention`
     does."""
@@ -313,9 +370,12 @@ def write_outputs(gate_set: GateSet, out_dir: str,
     paths = out_paths(out_dir)
     save_gates(paths['gates'], gate_set)
     n = len(gate_set.image_files)
-    plot_class_lines(gate_set, paths['lines'], blocks or
-                     default_line_blocks(gate_set),
-                     title=f'mean ECA gate per class, {n} images')
+    plot_class_lines(
+        gate_set,
+        paths['lines'],
+        blocks or default_line_blocks(gate_set),
+        title=f'mean ECA gate per class, {n} images',
+    )
     if gate_set.class_names and gate_set.image_classes.any():
         plot_offset_heatmap(gate_set, paths['heatmap'])
     else:
@@ -324,13 +384,24 @@ def write_outputs(gate_set: GateSet, out_dir: str,
     stats = stage_stats(gate_set)
     chance = between_by_chance(gate_set)
     for stage, values in chance.items():
-        stats[stage].update({f'between_chance_{k}': v
-                             for k, v in values.items()})
+        stats[stage].update(
+            {f'between_chance_{k}': v for k, v in values.items()}
+        )
     counts = gate_set.image_classes.sum(0).tolist()
     with atomic_writer(paths['stats']) as f:
-        f.write(json.dumps(dict(
-            images=n, classes=dict(zip(gate_set.class_names, counts,
-                                        strict=True)),
-            stages=stats), indent=1, allow_nan=True).encode())
-    return dict(paths=paths, stats=stats, images=n,
-                classes=list(gate_set.class_names))
+        f.write(
+            json.dumps(
+                dict(
+                    images=n,
+                    classes=dict(
+                        zip(gate_set.class_names, counts, strict=True)
+                    ),
+                    stages=stats,
+                ),
+                indent=1,
+                allow_nan=True,
+            ).encode()
+        )
+    return dict(
+        paths=paths, stats=stats, images=n, classes=list(gate_set.class_names)
+    )

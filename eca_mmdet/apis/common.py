@@ -1,5 +1,6 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: argument parsing,
 config loading, runner building and the one-line error handling."""
+
 import argparse
 import difflib
 import inspect
@@ -11,14 +12,27 @@ from typing import Callable, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from ..engine import (EcaMmdetError, cleanup_distributed, enable_stack_fixes,
-                      get_launch_rank)
+from ..engine import (
+    EcaMmdetError,
+    cleanup_distributed,
+    enable_stack_fixes,
+    get_launch_rank,
+)
 from ..engine.errors import first_line
 
 __all__ = [
-    'CfgOptionsAction', 'CliArgumentParser', 'ConfigError', 'Interrupted',
-    'add_common_args', 'add_hooks', 'build_runner', 'check_loop_cfgs',
-    'load_config', 'log_data_warnings', 'resolve_work_dir', 'run_cli'
+    'CfgOptionsAction',
+    'CliArgumentParser',
+    'ConfigError',
+    'Interrupted',
+    'add_common_args',
+    'add_hooks',
+    'build_runner',
+    'check_loop_cfgs',
+    'load_config',
+    'log_data_warnings',
+    'resolve_work_dir',
+    'run_cli',
 ]
 
 DEBUG_ENV = 'ECA_MMDET_DEBUG'
@@ -30,6 +44,7 @@ class ConfigError(EcaMmdetError):
 
 class Interrupted(EcaMmdetError):
     """The user stopped the tool (Ctrl-C / SIGINT); exit status 130."""
+
     exit_code = 130
 
 
@@ -44,7 +59,8 @@ class CfgOptionsAction(DictAction):
                 raise ConfigError(
                     f'{option_string or "--cfg-options"} {item!r}: expected '
                     'KEY=VALUE (e.g. train_cfg.max_epochs=2; lists as '
-                    'KEY="[a,b]"; no spaces around =)')
+                    'KEY="[a,b]"; no spaces around =)'
+                )
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -66,23 +82,30 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         metavar='KEY=VALUE',
         help='override config entries, e.g. '
         'train_dataloader.dataset.data_root=data/shapes/ '
-        'model.backbone.init_cfg=None; lists as key="[a,b]"; no spaces')
+        'model.backbone.init_cfg=None; lists as key="[a,b]"; no spaces',
+    )
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (tools/dist_*.sh use pytorch); works on CPU '
-        'with gloo')
+        'with gloo',
+    )
     parser.add_argument(
         '--check',
         action='store_true',
         help='only check the config, data and checkpoints, then exit '
-        '(tools/dist_*.sh do this once before starting the processes)')
+        '(tools/dist_*.sh do this once before starting the processes)',
+    )
     # torch.distributed.launch passes --local-rank (torch >= 2) or
     # --local_rank; torchrun only sets LOCAL_RANK.
     parser.add_argument(
-        '--local_rank', '--local-rank', type=int, default=0,
-        help=argparse.SUPPRESS)
+        '--local_rank',
+        '--local-rank',
+        type=int,
+        default=0,
+        help=argparse.SUPPRESS,
+    )
 
 
 def _user_message(error: BaseException) -> str:
@@ -109,8 +132,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     except Exception as e:  # syntax errors, bad _base_, failed imports
         if os.environ.get(DEBUG_ENV):
             raise
-        raise ConfigError(f'cannot load config {path}: {type(e).__name__}: '
-                          f'{first_line(e)}') from None
+        raise ConfigError(
+            f'cannot load config {path}: {type(e).__name__}: {first_line(e)}'
+        ) from None
     if cfg_options:
         try:
             cfg.merge_from_dict(cfg_options)
@@ -119,7 +143,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
                 raise
             raise ConfigError(
                 f'cannot apply --cfg-options {cfg_options} to {path}: '
-                f'{type(e).__name__}: {first_line(e)}') from None
+                f'{type(e).__name__}: {first_line(e)}'
+            ) from None
     return cfg
 
 
@@ -132,11 +157,15 @@ _DEFAULT_LOOPS = dict(val_cfg='ValLoop', test_cfg='TestLoop')
 def _loop_class(key: str, loop_cfg: dict):
     """The loop class the Runner builds for ``cfg[key]`` (None if unknown)."""
     from mmdet.registry import LOOPS
+
     if 'type' in loop_cfg:
         loop_type = loop_cfg['type']
     elif key == 'train_cfg':
-        loop_type = 'EpochBasedTrainLoop' if loop_cfg.get(
-            'by_epoch', False) else 'IterBasedTrainLoop'
+        loop_type = (
+            'EpochBasedTrainLoop'
+            if loop_cfg.get('by_epoch', False)
+            else 'IterBasedTrainLoop'
+        )
     else:
         loop_type = _DEFAULT_LOOPS[key]
     if inspect.isclass(loop_type):
@@ -147,8 +176,11 @@ def _loop_class(key: str, loop_cfg: dict):
         return None
 
 
-def check_loop_cfgs(cfg: Config, config_path: str,
-                    keys: Sequence[str] = ('train_cfg', 'val_cfg')) -> None:
+def check_loop_cfgs(
+    cfg: Config,
+    config_path: str,
+    keys: Sequence[str] = ('train_cfg', 'val_cfg'),
+) -> None:
     """Refuse a key of ``cfg.train_cfg`` / ``val_cfg`` / ``test_cfg`` that
     the loop class does not take (e.g. ``train_cfg.max_epoch``): mmengine
     only fails on it with a traceback once the loop is built.
@@ -178,7 +210,8 @@ def check_loop_cfgs(cfg: Config, config_path: str,
         raise ConfigError(
             f'{key}.{unknown[0]} (from {config_path} or --cfg-options) is not '
             f'an argument of {loop_cls.__name__}; {hint}its keys are: '
-            f'{", ".join(known)}')
+            f'{", ".join(known)}'
+        )
 
 
 def add_hooks(cfg: Config, types: Sequence[str]) -> None:
@@ -190,14 +223,16 @@ def add_hooks(cfg: Config, types: Sequence[str]) -> None:
     cfg.custom_hooks = hooks
 
 
-def resolve_work_dir(cfg: Config, config_path: str,
-                     work_dir: Optional[str]) -> str:
+def resolve_work_dir(
+    cfg: Config, config_path: str, work_dir: Optional[str]
+) -> str:
     """``--work-dir`` > ``work_dir`` of the config > work_dirs/<config>."""
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(config_path))[0])
+        cfg.work_dir = osp.join(
+            './work_dirs', osp.splitext(osp.basename(config_path))[0]
+        )
     return cfg.work_dir
 
 
@@ -210,20 +245,28 @@ def build_runner(cfg: Config, config_path: str):
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
     try:
         if 'runner_type' in cfg:
             return RUNNERS.build(cfg)
         return Runner.from_cfg(cfg)
     except EcaMmdetError:
         raise
-    except (KeyError, TypeError, ValueError, AssertionError, ImportError,
-            AttributeError) as e:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AssertionError,
+        ImportError,
+        AttributeError,
+    ) as e:
         if os.environ.get(DEBUG_ENV):
             raise
         raise ConfigError(
             f'cannot build the runner from {config_path}: '
             f'{type(e).__name__}: {first_line(e)} (set {DEBUG_ENV}=1 for '
-            'the traceback)') from None
+            'the traceback)'
+        ) from None
 
 
 def log_data_warnings(warnings: Sequence[str], runner=None) -> None:
@@ -237,9 +280,11 @@ def log_data_warnings(warnings: Sequence[str], runner=None) -> None:
             print(f'warning: {line}', file=sys.stderr)
 
 
-def run_cli(main: Callable[[argparse.Namespace], Optional[int]],
-            parser: argparse.ArgumentParser,
-            argv: Optional[Sequence[str]] = None) -> int:
+def run_cli(
+    main: Callable[[argparse.Namespace], Optional[int]],
+    parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]] = None,
+) -> int:
     """The one entry-point wrapper of our tools: parse ``argv``, turn on the
     stack fixes (:func:`~eca_mmdet.engine.enable_stack_fixes`), run
     ``main(args)`` and turn our errors into ``error: <message>`` on stderr

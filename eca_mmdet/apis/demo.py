@@ -16,19 +16,22 @@ status is 0 (as training skips unreadable images); a single unreadable image,
 or none readable, is an error (status 1). Images with the same file name from
 different folders are refused (their outputs would overwrite each other).
 """
+
 import json
 import os.path as osp
 import sys
 from typing import Dict, List, Sequence, Tuple
 
 import torch
+from mmdet.structures.mask import encode_mask_results, mask2bbox
 from mmengine.utils import ProgressBar
 
-from mmdet.structures.mask import encode_mask_results, mask2bbox
-
 from ..engine.atomic_io import atomic_write
-from ..visualization import (StableColorDetVisualizer, VisualizationError,
-                             read_image)
+from ..visualization import (
+    StableColorDetVisualizer,
+    VisualizationError,
+    read_image,
+)
 from .inference import predict
 from .inputs import expand_images
 
@@ -47,15 +50,16 @@ def prediction_dict(data_sample, classes: Sequence[str]) -> Dict:
     result = {
         'labels': pred.labels.tolist(),
         'label_names': [classes[i] for i in pred.labels.tolist()],
-        'scores': pred.scores.tolist()
+        'scores': pred.scores.tolist(),
     }
     if 'bboxes' in pred:
         result['bboxes'] = pred.bboxes.tolist()
     if masks is not None:
         if 'bboxes' not in pred or pred.bboxes.sum() == 0:
             # dummy boxes (SOLO): the masks' boxes, as mmdet does
-            result['bboxes'] = mask2bbox(
-                torch.as_tensor(masks).cpu()).numpy().tolist()
+            result['bboxes'] = (
+                mask2bbox(torch.as_tensor(masks).cpu()).numpy().tolist()
+            )
         encoded = encode_mask_results(pred.masks)
         for rle in encoded:
             if isinstance(rle['counts'], bytes):
@@ -81,7 +85,8 @@ def readable_images(inputs: str) -> Tuple[List[str], List[str]]:
             raise problems[0]
         raise VisualizationError(
             f'none of the {len(problems)} images of {inputs} can be read, '
-            f'e.g. {problems[0]}')
+            f'e.g. {problems[0]}'
+        )
     for problem in problems:
         print(f'warning: {problem}; skipping it', file=sys.stderr, flush=True)
     by_stem: Dict[str, List[str]] = {}
@@ -94,37 +99,46 @@ def readable_images(inputs: str) -> Tuple[List[str], List[str]]:
         raise VisualizationError(
             f'{inputs}: {len(clash)} images would write the same outputs '
             f'(preds/{stem}.json): {", ".join(clash[:3])}; run the demo once '
-            'per folder, each with its own --out-dir')
+            'per folder, each with its own --out-dir'
+        )
     return readable, [str(p) for p in problems]
 
 
-def run_demo(model: torch.nn.Module,
-             images: Sequence[str],
-             out_dir: str,
-             pred_score_thr: float = 0.3,
-             batch_size: int = 1,
-             show_progress: bool = True) -> List[Dict]:
+def run_demo(
+    model: torch.nn.Module,
+    images: Sequence[str],
+    out_dir: str,
+    pred_score_thr: float = 0.3,
+    batch_size: int = 1,
+    show_progress: bool = True,
+) -> List[Dict]:
     """Predict ``images`` (paths) with ``model`` in batches of
     ``batch_size``; write ``out_dir/vis/<name>`` (predictions scoring above
     ``pred_score_thr``) and ``out_dir/preds/<stem>.json`` (all of them).
     Returns the prediction dicts."""
     classes = tuple(model.dataset_meta.get('classes') or ())
     visualizer = StableColorDetVisualizer(
-        name=f'eca_demo_visualizer_{id(model)}').set_meta(model.dataset_meta)
+        name=f'eca_demo_visualizer_{id(model)}'
+    ).set_meta(model.dataset_meta)
     progress = ProgressBar(len(images)) if show_progress else None
     results = []
     for start in range(0, len(images), batch_size):
-        batch = list(images[start:start + batch_size])
+        batch = list(images[start : start + batch_size])
         for path, sample in zip(batch, predict(model, batch)):
             name = osp.basename(path)
             visualizer.add_datasample(
-                name, read_image(path), sample, draw_gt=False,
+                name,
+                read_image(path),
+                sample,
+                draw_gt=False,
                 pred_score_thr=pred_score_thr,
-                out_file=osp.join(out_dir, 'vis', name))
+                out_file=osp.join(out_dir, 'vis', name),
+            )
             result = prediction_dict(sample, classes)
             atomic_write(
                 json.dumps(result),
-                osp.join(out_dir, 'preds', f'{osp.splitext(name)[0]}.json'))
+                osp.join(out_dir, 'preds', f'{osp.splitext(name)[0]}.json'),
+            )
             results.append(result)
             if progress is not None:
                 progress.update()

@@ -9,6 +9,7 @@ compiled ops, which have no ONNX form without mmdeploy: for those the graph
 ends at the RPN (FPN features and RPN maps, ``part='dense'``).
 ``tools/export_onnx.py`` is the command line.
 """
+
 import argparse
 import os
 import os.path as osp
@@ -18,18 +19,31 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..engine import (CheckpointMismatchError, EcaMmdetError,
-                      checkpoint_mismatch, safe_torch_load, state_dict_of)
+from ..engine import (
+    CheckpointMismatchError,
+    EcaMmdetError,
+    checkpoint_mismatch,
+    safe_torch_load,
+    state_dict_of,
+)
 
 __all__ = [
-    'ExportError', 'OnnxCheck', 'TensorModel', 'build_export_model',
-    'check_onnxruntime', 'export_onnx', 'main', 'require_onnx'
+    'ExportError',
+    'OnnxCheck',
+    'TensorModel',
+    'build_export_model',
+    'check_onnxruntime',
+    'export_onnx',
+    'main',
+    'require_onnx',
 ]
 
 INPUT_NAME = 'inputs'
 TOLERANCE = 1e-4
-INSTALL_HINT = ('install the extra: pip install "eca-mmdet[onnx]" (or: pip '
-                'install onnx onnxruntime)')
+INSTALL_HINT = (
+    'install the extra: pip install "eca-mmdet[onnx]" (or: pip '
+    'install onnx onnxruntime)'
+)
 PARTS = ('tensor', 'dense', 'backbone')
 
 
@@ -39,6 +53,7 @@ class ExportError(EcaMmdetError):
 
 class OnnxCheck(NamedTuple):
     """One output compared between onnxruntime and PyTorch."""
+
     name: str
     shape: Tuple[int, ...]
     max_abs: float
@@ -52,8 +67,9 @@ def require_onnx():
         import onnx
         import onnxruntime
     except ImportError as e:
-        raise ExportError(f'{e.name or "onnx"} is not installed: '
-                          f'{INSTALL_HINT}') from None
+        raise ExportError(
+            f'{e.name or "onnx"} is not installed: {INSTALL_HINT}'
+        ) from None
     return onnx, onnxruntime
 
 
@@ -87,9 +103,11 @@ class TensorModel(nn.Module):
         if self.part == 'dense':
             feats = det.extract_feat(inputs)
             cls, reg = det.rpn_head(feats)[:2]
-            return (_level_names('feat', feats) +
-                    _level_names('rpn_cls_score', cls) +
-                    _level_names('rpn_bbox_pred', reg))
+            return (
+                _level_names('feat', feats)
+                + _level_names('rpn_cls_score', cls)
+                + _level_names('rpn_bbox_pred', reg)
+            )
         result = det(inputs, mode='tensor')
         if isinstance(result, Tensor):
             return [('output', result)]
@@ -104,25 +122,30 @@ def _level_names(prefix: str, tensors) -> List[Tuple[str, Tensor]]:
     if isinstance(tensors, Tensor):
         return [(prefix.rstrip('_'), tensors)]
     if not all(isinstance(t, Tensor) for t in tensors):
-        raise ExportError('the model returned something other than tensors '
-                          'or lists of tensors; export the backbone '
-                          '(--backbone-only) instead')
+        raise ExportError(
+            'the model returned something other than tensors '
+            'or lists of tensors; export the backbone '
+            '(--backbone-only) instead'
+        )
     return [(f'{prefix}{i}', t) for i, t in enumerate(tensors)]
 
 
 def default_part(detector: nn.Module) -> str:
     """``'dense'`` for detectors with an RPN and RoI head, else
     ``'tensor'``."""
-    if getattr(detector, 'with_rpn', False) or \
-            getattr(detector, 'with_roi_head', False):
+    if getattr(detector, 'with_rpn', False) or getattr(
+        detector, 'with_roi_head', False
+    ):
         return 'dense'
     return 'tensor'
 
 
-def build_export_model(config: str,
-                       checkpoint: Optional[str] = None,
-                       cfg_options: Optional[dict] = None,
-                       part: Optional[str] = None) -> TensorModel:
+def build_export_model(
+    config: str,
+    checkpoint: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
+    part: Optional[str] = None,
+) -> TensorModel:
     """The detector of ``config`` (weights from ``checkpoint``, else as
     built: random, no pretrained loading) in eval mode, wrapped in
     :class:`TensorModel` (``part`` None: :func:`default_part`).
@@ -143,14 +166,17 @@ def build_export_model(config: str,
     try:
         detector = MODELS.build(cfg.model)
     except Exception as e:  # unknown types, bad arguments
-        raise ExportError(f'cannot build the model of {config}: '
-                          f'{type(e).__name__}: {_first_line(e)}') from None
+        raise ExportError(
+            f'cannot build the model of {config}: '
+            f'{type(e).__name__}: {_first_line(e)}'
+        ) from None
     if checkpoint is not None:
         state = state_dict_of(safe_torch_load(checkpoint, map_location='cpu'))
         problem = checkpoint_mismatch(detector, state)
         if problem:
             raise CheckpointMismatchError(
-                f'checkpoint {checkpoint} does not fit {config}: {problem}')
+                f'checkpoint {checkpoint} does not fit {config}: {problem}'
+            )
         detector.load_state_dict(state, strict=False)  # num_batches_tracked
     detector.eval()
     model = TensorModel(detector, part or default_part(detector))
@@ -163,12 +189,14 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def export_onnx(model: nn.Module,
-                out: str,
-                shape: Tuple[int, int] = (320, 320),
-                batch: int = 1,
-                in_channels: int = 3,
-                opset: int = 17) -> Dict[str, Tuple[int, ...]]:
+def export_onnx(
+    model: nn.Module,
+    out: str,
+    shape: Tuple[int, int] = (320, 320),
+    batch: int = 1,
+    in_channels: int = 3,
+    opset: int = 17,
+) -> Dict[str, Tuple[int, ...]]:
     """Export ``model`` (one image batch in, a tuple of tensors out) with
     the TorchScript-based ``torch.onnx.export`` (batch, height and width
     dynamic, constants folded); returns each input and output name with its
@@ -177,14 +205,15 @@ def export_onnx(model: nn.Module,
     Raises:
         ExportError: ``torch.onnx.export`` failed (its first line).
     """
-    x = torch.randn(batch, in_channels, *shape,
-                    generator=torch.Generator().manual_seed(0))
+    x = torch.randn(
+        batch, in_channels, *shape, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         if hasattr(model, 'named_outputs'):
             names, outputs = zip(*model.named_outputs(x))
         else:
             outputs = model(x)
-            outputs = (outputs, ) if isinstance(outputs, Tensor) else outputs
+            outputs = (outputs,) if isinstance(outputs, Tensor) else outputs
             names = [f'output{i}' for i in range(len(outputs))]
     axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
     for name, t in zip(names, outputs):
@@ -194,49 +223,72 @@ def export_onnx(model: nn.Module,
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
         with torch.no_grad():
-            torch.onnx.export(model, (x, ), out, input_names=[INPUT_NAME],
-                              output_names=list(names), dynamic_axes=axes,
-                              opset_version=opset, do_constant_folding=True,
-                              dynamo=False)
+            torch.onnx.export(
+                model,
+                (x,),
+                out,
+                input_names=[INPUT_NAME],
+                output_names=list(names),
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
     except Exception as e:  # unsupported ops in the model
-        raise ExportError(f'torch.onnx.export failed: {type(e).__name__}: '
-                          f'{_first_line(e)}') from None
+        raise ExportError(
+            f'torch.onnx.export failed: {type(e).__name__}: {_first_line(e)}'
+        ) from None
     shapes = {INPUT_NAME: tuple(x.shape)}
     shapes.update((n, tuple(t.shape)) for n, t in zip(names, outputs))
     return shapes
 
 
-def check_onnxruntime(model: nn.Module,
-                      onnx_file: str,
-                      shape: Tuple[int, int],
-                      batch: int = 2,
-                      in_channels: int = 3,
-                      seed: int = 1) -> List[OnnxCheck]:
+def check_onnxruntime(
+    model: nn.Module,
+    onnx_file: str,
+    shape: Tuple[int, int],
+    batch: int = 2,
+    in_channels: int = 3,
+    seed: int = 1,
+) -> List[OnnxCheck]:
     """Run ``onnx_file`` in onnxruntime (CPU) and ``model`` in PyTorch on one
     random batch of ``shape``; per output: shape, max absolute difference and
     that over the largest PyTorch magnitude."""
     onnx, ort = require_onnx()
     onnx.checker.check_model(onnx_file)
-    x = torch.randn(batch, in_channels, *shape,
-                    generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(
+        batch,
+        in_channels,
+        *shape,
+        generator=torch.Generator().manual_seed(seed),
+    )
     with torch.no_grad():
         expected = model(x)
     if isinstance(expected, Tensor):
-        expected = (expected, )
-    session = ort.InferenceSession(onnx_file,
-                                   providers=['CPUExecutionProvider'])
+        expected = (expected,)
+    session = ort.InferenceSession(
+        onnx_file, providers=['CPUExecutionProvider']
+    )
     got = session.run(None, {INPUT_NAME: x.numpy()})
     checks = []
     for out, want, have in zip(session.get_outputs(), expected, got):
         have = torch.from_numpy(have)
         if have.shape != want.shape:
-            raise ExportError(f'output {out.name}: onnxruntime gives shape '
-                              f'{tuple(have.shape)}, PyTorch '
-                              f'{tuple(want.shape)}')
+            raise ExportError(
+                f'output {out.name}: onnxruntime gives shape '
+                f'{tuple(have.shape)}, PyTorch '
+                f'{tuple(want.shape)}'
+            )
         diff = (have.double() - want.double()).abs().max().item()
         scale = want.double().abs().max().item()
-        checks.append(OnnxCheck(out.name, tuple(want.shape), diff,
-                                diff / scale if scale else diff))
+        checks.append(
+            OnnxCheck(
+                out.name,
+                tuple(want.shape),
+                diff,
+                diff / scale if scale else diff,
+            )
+        )
     return checks
 
 
@@ -244,27 +296,47 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     from mmengine.config import DictAction
 
     from .common import CliArgumentParser
+
     parser = CliArgumentParser(
         prog='tools/export_onnx.py',
-        description='Export a detector in mmdet\'s tensor mode (or its '
+        description="Export a detector in mmdet's tensor mode (or its "
         'backbone) to ONNX, then compare onnxruntime with PyTorch on '
-        'another input size.')
+        'another input size.',
+    )
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', nargs='?',
-                        help='weights (without: random weights)')
+    parser.add_argument(
+        'checkpoint', nargs='?', help='weights (without: random weights)'
+    )
     parser.add_argument('--out', required=True, help='ONNX file to write')
-    parser.add_argument('--shape', nargs=2, type=int, default=[320, 320],
-                        metavar=('H', 'W'), help='input size to trace at '
-                        '(the graph takes any size); default 320 320')
-    parser.add_argument('--check-shape', nargs=2, type=int,
-                        metavar=('H', 'W'), help='input size of the '
-                        'onnxruntime check; default H+32 W+96, batch 2')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='export the backbone alone')
+    parser.add_argument(
+        '--shape',
+        nargs=2,
+        type=int,
+        default=[320, 320],
+        metavar=('H', 'W'),
+        help='input size to trace at '
+        '(the graph takes any size); default 320 320',
+    )
+    parser.add_argument(
+        '--check-shape',
+        nargs=2,
+        type=int,
+        metavar=('H', 'W'),
+        help='input size of the onnxruntime check; default H+32 W+96, batch 2',
+    )
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='export the backbone alone',
+    )
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-        help='override config entries, e.g. model.backbone.depth=101')
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        metavar='KEY=VALUE',
+        help='override config entries, e.g. model.backbone.depth=101',
+    )
     return parser.parse_args(argv)
 
 
@@ -289,22 +361,32 @@ def _run(args: argparse.Namespace) -> int:
     if any(s < 32 for s in args.shape + (args.check_shape or [])):
         raise ExportError('--shape and --check-shape must be at least 32')
     require_onnx()
-    model = build_export_model(args.config, args.checkpoint, args.cfg_options,
-                               'backbone' if args.backbone_only else None)
-    shapes = export_onnx(model, args.out, tuple(args.shape),
-                         opset=args.opset)
+    model = build_export_model(
+        args.config,
+        args.checkpoint,
+        args.cfg_options,
+        'backbone' if args.backbone_only else None,
+    )
+    shapes = export_onnx(model, args.out, tuple(args.shape), opset=args.opset)
     weights = args.checkpoint or 'random weights (no checkpoint)'
-    what = {'tensor': "mmdet's tensor mode", 'backbone': 'the backbone',
-            'dense': 'features and RPN maps (the RoI stage needs mmcv ops '
-            'without an ONNX form: see README, Export to ONNX)'}[model.part]
-    print(f'exported {what} of {args.config}, {weights}, to {args.out} '
-          f'(opset {args.opset}, {_size(args.out)})')
+    what = {
+        'tensor': "mmdet's tensor mode",
+        'backbone': 'the backbone',
+        'dense': 'features and RPN maps (the RoI stage needs mmcv ops '
+        'without an ONNX form: see README, Export to ONNX)',
+    }[model.part]
+    print(
+        f'exported {what} of {args.config}, {weights}, to {args.out} '
+        f'(opset {args.opset}, {_size(args.out)})'
+    )
     pre = model.preprocessing
-    print(f'input  {INPUT_NAME} {shapes[INPUT_NAME]}: batch, height and '
-          f'width dynamic; preprocessed as mmdet does: mean '
-          f'{pre.get("mean")}, std {pre.get("std")}, bgr_to_rgb '
-          f'{pre.get("bgr_to_rgb", False)}, padded to a multiple of '
-          f'{pre.get("pad_size_divisor", 1)}')
+    print(
+        f'input  {INPUT_NAME} {shapes[INPUT_NAME]}: batch, height and '
+        f'width dynamic; preprocessed as mmdet does: mean '
+        f'{pre.get("mean")}, std {pre.get("std")}, bgr_to_rgb '
+        f'{pre.get("bgr_to_rgb", False)}, padded to a multiple of '
+        f'{pre.get("pad_size_divisor", 1)}'
+    )
     for name, shape in shapes.items():
         if name != INPUT_NAME:
             print(f'output {name} {shape}')
@@ -312,11 +394,15 @@ def _run(args: argparse.Namespace) -> int:
     checks = check_onnxruntime(model, args.out, (h, w))
     print(f'onnxruntime vs PyTorch on another input, (2, 3, {h}, {w}):')
     for c in checks:
-        print(f'  {c.name} {c.shape}: max abs diff {c.max_abs:.2e}, '
-              f'relative {c.rel:.2e}')
+        print(
+            f'  {c.name} {c.shape}: max abs diff {c.max_abs:.2e}, '
+            f'relative {c.rel:.2e}'
+        )
     worst = max(c.rel for c in checks)
     if worst > TOLERANCE:
-        raise ExportError(f'onnxruntime differs from PyTorch by {worst:.2e} '
-                          f'relative (tolerance {TOLERANCE:.0e})')
+        raise ExportError(
+            f'onnxruntime differs from PyTorch by {worst:.2e} '
+            f'relative (tolerance {TOLERANCE:.0e})'
+        )
     print(f'max relative difference {worst:.2e} <= {TOLERANCE:.0e}: OK')
     return 0

@@ -15,19 +15,23 @@ random) and one-line errors. The demo, ``tools/visualize.py``,
 ``tools/progress_gif.py``, ``tools/benchmark.py`` and
 ``tools/model_stats.py`` all load models through it.
 """
+
 import os.path as osp
 import warnings
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from mmdet.apis import inference_detector, init_detector
-
-from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
-                                 safe_torch_load, state_dict_of)
+from ..engine.checkpoint import (
+    CheckpointMismatchError,
+    checkpoint_mismatch,
+    safe_torch_load,
+    state_dict_of,
+)
 from ..visualization.render import VisualizationError
 from .common import load_config
 
@@ -47,10 +51,12 @@ def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     problem = checkpoint_mismatch(model, state_dict_of(ckpt))
     if problem:
         raise CheckpointMismatchError(
-            f'checkpoint {checkpoint} does not fit the config\'s model: '
-            f'{problem}')
-    _load_checkpoint_to_model(model, ckpt, strict=True,
-                              revise_keys=REVISE_KEYS)
+            f"checkpoint {checkpoint} does not fit the config's model: "
+            f'{problem}'
+        )
+    _load_checkpoint_to_model(
+        model, ckpt, strict=True, revise_keys=REVISE_KEYS
+    )
     return ckpt
 
 
@@ -63,6 +69,7 @@ def checkpoint_dataset_meta(ckpt: dict) -> Optional[dict]:
 
 def _config_dataset_meta(cfg: Config) -> dict:
     from mmdet.registry import DATASETS
+
     for key in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
         loader = cfg.get(key)
         if not loader or 'dataset' not in loader:
@@ -76,10 +83,12 @@ def _config_dataset_meta(cfg: Config) -> dict:
     return {}
 
 
-def load_detector(config: Union[str, Config],
-                  checkpoint: Optional[str] = None,
-                  device: str = 'cpu',
-                  cfg_options: Optional[dict] = None) -> torch.nn.Module:
+def load_detector(
+    config: Union[str, Config],
+    checkpoint: Optional[str] = None,
+    device: str = 'cpu',
+    cfg_options: Optional[dict] = None,
+) -> torch.nn.Module:
     """The detector of ``config`` (a path or a Config) in eval mode on
     ``device``, with ``model.cfg`` and ``model.dataset_meta``.
 
@@ -103,8 +112,7 @@ def load_detector(config: Union[str, Config],
         model = init_detector(cfg, None, palette='random', device='cpu')
     for w in caught:  # but 'checkpoint is None, use COCO classes': see below
         if 'COCO classes' not in str(w.message):
-            warnings.warn_explicit(w.message, w.category, w.filename,
-                                   w.lineno)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     model.dataset_meta = _config_dataset_meta(cfg)
     if checkpoint is not None:
         meta = checkpoint_dataset_meta(load_weights(model, checkpoint))
@@ -113,12 +121,15 @@ def load_detector(config: Union[str, Config],
     return model.to(device).eval()
 
 
-def predict(model: torch.nn.Module,
-            images: Sequence[Union[str, np.ndarray]]) -> List:
+def predict(
+    model: torch.nn.Module, images: Sequence[Union[str, np.ndarray]]
+) -> List:
     """Run ``model`` (from :func:`load_detector`) on image paths or RGB
     arrays; one ``DetDataSample`` per image, in the image's own frame."""
-    arrays = [img[..., ::-1].copy() if isinstance(img, np.ndarray) else img
-              for img in images]  # mmdet's ndarray loader expects BGR
+    arrays = [
+        img[..., ::-1].copy() if isinstance(img, np.ndarray) else img
+        for img in images
+    ]  # mmdet's ndarray loader expects BGR
     was_training = model.training
     model.eval()
     try:

@@ -21,6 +21,7 @@ decoded training image with its annotated size and skips it
 (:class:`~eca_mmdet.datasets.SafeLoadImageFromFile`). Building the model for
 the check takes 0.8 s for Mask R-CNN ECA-ResNet-50.
 """
+
 import os.path as osp
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -30,8 +31,12 @@ from ..datasets.coco_check import _load, check_coco_file
 from ..engine.checkpoint import checkpoint_file_problem, torchvision_importable
 from ..engine.errors import EcaMmdetError
 
-__all__ = ['PreflightError', 'preflight_check', 'iter_datasets',
-           'iter_pretrained']
+__all__ = [
+    'PreflightError',
+    'preflight_check',
+    'iter_datasets',
+    'iter_pretrained',
+]
 
 
 class PreflightError(EcaMmdetError):
@@ -73,7 +78,8 @@ def iter_pretrained(node: Any, key: str) -> Iterator[Tuple[str, str]]:
     ``Pretrained`` (or ``pretrained=`` string) found under ``node``."""
     if isinstance(node, dict):
         if node.get('type') == 'Pretrained' and isinstance(
-                node.get('checkpoint'), str):
+            node.get('checkpoint'), str
+        ):
             yield f'{key}.checkpoint', node['checkpoint']
         for k, v in node.items():
             if k == 'pretrained' and isinstance(v, str):
@@ -96,17 +102,24 @@ def _coco_like(ds: dict) -> bool:
     """Whether mmdet reads ``ds`` with CocoDataset's own parser."""
     from mmdet.datasets import CocoDataset
     from mmdet.registry import DATASETS
+
     ds_type = ds.get('type', None)
     cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else ds_type
-    return (isinstance(cls, type) and issubclass(cls, CocoDataset)
-            and cls.load_data_list is CocoDataset.load_data_list
-            and cls.parse_data_info is CocoDataset.parse_data_info)
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, CocoDataset)
+        and cls.load_data_list is CocoDataset.load_data_list
+        and cls.parse_data_info is CocoDataset.parse_data_info
+    )
 
 
 def _loads_masks(pipeline: Any) -> bool:
     return any(
-        isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type', ''))
-        and t.get('with_mask', False) for t in (pipeline or []))
+        isinstance(t, dict)
+        and 'LoadAnnotations' in str(t.get('type', ''))
+        and t.get('with_mask', False)
+        for t in (pipeline or [])
+    )
 
 
 def _applies_exif(pipeline: Any) -> bool:
@@ -115,20 +128,27 @@ def _applies_exif(pipeline: Any) -> bool:
     and pillow backends)."""
     for t in pipeline or []:
         if isinstance(t, dict) and 'LoadImage' in str(t.get('type', '')):
-            return t.get('color_type', 'color') in ('color', 'grayscale') \
-                and t.get('imdecode_backend', 'cv2') in ('cv2', 'pillow')
+            return t.get('color_type', 'color') in (
+                'color',
+                'grayscale',
+            ) and t.get('imdecode_backend', 'cv2') in ('cv2', 'pillow')
     return True
 
 
-def _check_annotations(key: str, ds: dict, warnings: List[str]
-                       ) -> Optional[Any]:
+def _check_annotations(
+    key: str, ds: dict, warnings: List[str]
+) -> Optional[Any]:
     """Check the COCO annotation file of ``ds`` as mmdet will read it; for
     a val/test set also read every image header (size, empty file). Returns
     the :class:`~eca_mmdet.datasets.CocoFileReport`, None if not checked."""
     root = ds.get('data_root', None)
     ann_file = ds.get('ann_file', None)
-    if not ann_file or _is_remote(ann_file, ds.get('backend_args')) or \
-            not str(ann_file).endswith('.json') or not _coco_like(ds):
+    if (
+        not ann_file
+        or _is_remote(ann_file, ds.get('backend_args'))
+        or not str(ann_file).endswith('.json')
+        or not _coco_like(ds)
+    ):
         return None
     prefix = (ds.get('data_prefix', None) or {}).get('img', None)
     img_dir = None
@@ -143,47 +163,58 @@ def _check_annotations(key: str, ds: dict, warnings: List[str]
         filter_cfg=ds.get('filter_cfg', None),
         img_dir=img_dir,
         read_images=test_mode,
-        exif_orientation=_applies_exif(ds.get('pipeline', None)))
+        exif_orientation=_applies_exif(ds.get('pipeline', None)),
+    )
     missing = report.missing_files
     if missing and test_mode:
         raise PreflightError(
             f'{len(missing)} of the {report.num_images} images of '
             f'{report.path} are missing ({key}), e.g. {missing[0]}; '
-            'evaluating without them would score their objects as missed')
+            'evaluating without them would score their objects as missed'
+        )
     if report.bad_images:
         file, problem = report.bad_images[0]
         more = len(report.bad_images) - 1
         raise PreflightError(
             f'image {file} {problem} in {report.path} ({key})'
-            + (f'; {more} more image(s) of it have such problems'
-               if more else '') +
-            '; evaluating it would fail or misplace its objects: replace '
-            'the file or fix its width/height')
+            + (
+                f'; {more} more image(s) of it have such problems'
+                if more
+                else ''
+            )
+            + '; evaluating it would fail or misplace its objects: replace '
+            'the file or fix its width/height'
+        )
     if missing and len(missing) == report.num_images:
         raise PreflightError(
             f'none of the {report.num_images} images of {report.path} '
             f'exists under {img_dir} ({key}.data_prefix.img), e.g. '
-            f'{missing[0]}')
+            f'{missing[0]}'
+        )
     warnings.extend(report.warnings())
     if missing:
         warnings.append(
             f'{len(missing)} of the {report.num_images} images of '
             f'{report.path} are missing ({key}), e.g. {missing[0]}; '
-            'training skips them')
+            'training skips them'
+        )
     return report
 
 
 def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
     backend_args = ds.get('backend_args', None)
     root = ds.get('data_root', None)
-    override = (f'point {loader_key} at your data with --cfg-options '
-                f'{key}.data_root=DIR (and the other *_dataloader / '
-                '*_evaluator.ann_file keys that use it)')
+    override = (
+        f'point {loader_key} at your data with --cfg-options '
+        f'{key}.data_root=DIR (and the other *_dataloader / '
+        '*_evaluator.ann_file keys that use it)'
+    )
     if root and not _is_remote(root, backend_args):
         if not osp.isdir(root):
             raise PreflightError(
                 f'dataset directory not found: {_shown(root)} '
-                f'({key}.data_root); {override}')
+                f'({key}.data_root); {override}'
+            )
     ann_file = ds.get('ann_file', None)
     if ann_file and not _is_remote(ann_file, backend_args):
         path = _join(root, ann_file)
@@ -191,7 +222,8 @@ def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
             raise PreflightError(
                 f'annotation file not found: {_shown(path)} '
                 f'({key}.ann_file={ann_file!r} under data_root={root!r}); '
-                f'{override}, or set {key}.ann_file=FILE')
+                f'{override}, or set {key}.ann_file=FILE'
+            )
     prefixes = ds.get('data_prefix', None) or {}
     if isinstance(prefixes, dict):
         for name, prefix in prefixes.items():
@@ -203,7 +235,8 @@ def _check_dataset(loader_key: str, key: str, ds: dict) -> None:
                     f'image directory not found: {_shown(path)} '
                     f'({key}.data_prefix.{name}={prefix!r} under '
                     f'data_root={root!r}); {override}, or set '
-                    f'{key}.data_prefix.{name}=DIR')
+                    f'{key}.data_prefix.{name}=DIR'
+                )
 
 
 def _dataset_classes(ds: dict) -> Optional[tuple]:
@@ -212,14 +245,16 @@ def _dataset_classes(ds: dict) -> Optional[tuple]:
     classes = (ds.get('metainfo', None) or {}).get('classes', None)
     if classes is None:
         from mmdet.registry import DATASETS
+
         ds_type = ds.get('type', None)
         cls = DATASETS.get(ds_type) if isinstance(ds_type, str) else ds_type
         classes = getattr(cls, 'METAINFO', {}).get('classes', None)
     return tuple(classes) if classes is not None else None
 
 
-def _model_class_counts(model: Any, key: str = 'model'
-                        ) -> Iterator[Tuple[str, int]]:
+def _model_class_counts(
+    model: Any, key: str = 'model'
+) -> Iterator[Tuple[str, int]]:
     """``(config key, num_classes)`` of every head of ``model``."""
     if isinstance(model, dict):
         for name, value in model.items():
@@ -243,7 +278,8 @@ def _check_class_count(cfg: Config, key: str, ds: dict) -> None:
                 f'{head_key}={count}, but {key} has {len(classes)} classes '
                 f'({key}.metainfo.classes: {", ".join(map(str, classes))}); '
                 f'set {head_key}={len(classes)} (every head of the model) or '
-                f'the dataset\'s metainfo.classes to match')
+                f"the dataset's metainfo.classes to match"
+            )
 
 
 def _coco_index(path: str, cache: Dict[str, Any]) -> Tuple[dict, set]:
@@ -252,11 +288,17 @@ def _coco_index(path: str, cache: Dict[str, Any]) -> Tuple[dict, set]:
     if path not in cache:
         data = _load(path)
         images = {
-            img.get('id'): (osp.basename(str(img.get('file_name', ''))),
-                            img.get('width'), img.get('height'))
-            for img in data['images'] if isinstance(img, dict)}
-        names = {c.get('name') for c in data['categories']
-                 if isinstance(c, dict)}
+            img.get('id'): (
+                osp.basename(str(img.get('file_name', ''))),
+                img.get('width'),
+                img.get('height'),
+            )
+            for img in data['images']
+            if isinstance(img, dict)
+        }
+        names = {
+            c.get('name') for c in data['categories'] if isinstance(c, dict)
+        }
         cache[path] = (images, names)
     return cache[path]
 
@@ -268,8 +310,9 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _check_metric_covers(mkey: str, metric: dict, key: str, ds: dict,
-                         cache: Dict[str, Any]) -> None:
+def _check_metric_covers(
+    mkey: str, metric: dict, key: str, ds: dict, cache: Dict[str, Any]
+) -> None:
     """A CocoMetric with its own ``ann_file`` scores the dataset's
     predictions against that file: it must hold the dataset's images (by id)
     and its classes (by name), or mmdet fails inside the metric (IndexError,
@@ -277,19 +320,27 @@ def _check_metric_covers(mkey: str, metric: dict, key: str, ds: dict,
     the whole evaluation, or scores other images' ground truth."""
     ann_file = metric['ann_file']
     root, ds_ann = ds.get('data_root', None), ds.get('ann_file', None)
-    if not ds_ann or _is_remote(ds_ann, ds.get('backend_args')) or \
-            not str(ds_ann).endswith('.json') or not _coco_like(ds):
+    if (
+        not ds_ann
+        or _is_remote(ds_ann, ds.get('backend_args'))
+        or not str(ds_ann).endswith('.json')
+        or not _coco_like(ds)
+    ):
         return
     ds_path = _join(root, ds_ann)
     if not osp.isfile(ds_path) or _same_file(ds_path, ann_file):
         return
     ds_images, _ = _coco_index(ds_path, cache)
     images, names = _coco_index(ann_file, cache)
-    fix = (f'point {mkey}.ann_file at the data set\'s annotation file '
-           f'(--cfg-options {mkey}.ann_file={ds_path}), or leave it unset '
-           'to evaluate against the data set itself')
-    what = (f'{mkey}.ann_file={ann_file!r} does not match {key} '
-            f'(ann_file {ds_path})')
+    fix = (
+        f"point {mkey}.ann_file at the data set's annotation file "
+        f'(--cfg-options {mkey}.ann_file={ds_path}), or leave it unset '
+        'to evaluate against the data set itself'
+    )
+    what = (
+        f'{mkey}.ann_file={ann_file!r} does not match {key} '
+        f'(ann_file {ds_path})'
+    )
     classes = _dataset_classes(ds) or ()
     absent = [c for c in classes if c not in names]
     if absent:
@@ -297,7 +348,8 @@ def _check_metric_covers(mkey: str, metric: dict, key: str, ds: dict,
             f'{what}: its categories lack {len(absent)} of the '
             f'{len(classes)} classes of {key}.metainfo.classes ('
             f'{", ".join(map(str, absent[:5]))}'
-            f'{", ..." if len(absent) > 5 else ""}); {fix}')
+            f'{", ..." if len(absent) > 5 else ""}); {fix}'
+        )
     if metric.get('format_only', False):
         return  # results are only written; the file's images are not used
     unknown = [i for i in ds_images if i not in images]
@@ -305,12 +357,14 @@ def _check_metric_covers(mkey: str, metric: dict, key: str, ds: dict,
         raise PreflightError(
             f'{what}: {len(unknown)} of the {len(ds_images)} image ids of '
             f'the data set are not in it (e.g. '
-            f'{", ".join(map(str, unknown[:5]))}); {fix}')
+            f'{", ".join(map(str, unknown[:5]))}); {fix}'
+        )
     for img_id, image in ds_images.items():
         if images[img_id] != image:
             raise PreflightError(
                 f'{what}: image id {img_id} is {_image_shown(image)} in the '
-                f'data set but {_image_shown(images[img_id])} in it; {fix}')
+                f'data set but {_image_shown(images[img_id])} in it; {fix}'
+            )
 
 
 def _image_shown(image: tuple) -> str:
@@ -318,12 +372,15 @@ def _image_shown(image: tuple) -> str:
     return f'{name} ({width}x{height})'
 
 
-def _check_evaluator(key: str, evaluator: Any,
-                     read_annotations: bool = True,
-                     datasets: Sequence[Tuple[str, dict]] = (),
-                     cache: Optional[Dict[str, Any]] = None,
-                     reports: Optional[Dict[str, Any]] = None,
-                     warnings: Optional[List[str]] = None) -> None:
+def _check_evaluator(
+    key: str,
+    evaluator: Any,
+    read_annotations: bool = True,
+    datasets: Sequence[Tuple[str, dict]] = (),
+    cache: Optional[Dict[str, Any]] = None,
+    reports: Optional[Dict[str, Any]] = None,
+    warnings: Optional[List[str]] = None,
+) -> None:
     """Check ``evaluator`` (one metric or a list); ``datasets`` are the
     ``(key, cfg)`` of the datasets it scores, whose images and classes each
     CocoMetric ``ann_file`` must hold, and ``reports`` their
@@ -332,23 +389,26 @@ def _check_evaluator(key: str, evaluator: Any,
     needs at least one annotation it can score, or every metric is -1."""
     cache = {} if cache is None else cache
     reports = {} if reports is None else reports
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
-        evaluator
-    ]
+    metrics = (
+        evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    )
     for i, metric in enumerate(metrics):
         if not isinstance(metric, dict):
             continue
         mkey = key if len(metrics) == 1 else f'{key}.{i}'
         ann_file = metric.get('ann_file', None)
         local = bool(ann_file) and not _is_remote(
-            ann_file, metric.get('backend_args'))
+            ann_file, metric.get('backend_args')
+        )
         if local and not osp.isfile(ann_file):
             raise PreflightError(
                 f'evaluation annotation file not found: '
                 f'{_shown(ann_file)} ({mkey}.ann_file); set it with '
-                f'--cfg-options {mkey}.ann_file=FILE')
-        if not read_annotations or \
-                'CocoMetric' not in str(metric.get('type', '')):
+                f'--cfg-options {mkey}.ann_file=FILE'
+            )
+        if not read_annotations or 'CocoMetric' not in str(
+            metric.get('type', '')
+        ):
             continue
         if ann_file:
             if not local or not str(ann_file).endswith('.json'):
@@ -359,16 +419,22 @@ def _check_evaluator(key: str, evaluator: Any,
             kinds = [kinds] if isinstance(kinds, str) else kinds
             classes = {_dataset_classes(ds) for _, ds in datasets}
             report = check_coco_file(
-                ann_file, eval_mask='segm' in kinds, test_mode=True,
-                classes=classes.pop() if len(classes) == 1 else None)
-            if not any(_same_file(ann_file, r.path)
-                       for r in reports.values()) and warnings is not None:
+                ann_file,
+                eval_mask='segm' in kinds,
+                test_mode=True,
+                classes=classes.pop() if len(classes) == 1 else None,
+            )
+            if (
+                not any(_same_file(ann_file, r.path) for r in reports.values())
+                and warnings is not None
+            ):
                 warnings.extend(report.warnings())
             scored, file = report.scored_images, ann_file
             ds_ids = set()
             for _, ds in datasets:
-                ds_path = _join(ds.get('data_root', None),
-                                ds.get('ann_file', None) or '')
+                ds_path = _join(
+                    ds.get('data_root', None), ds.get('ann_file', None) or ''
+                )
                 if _coco_like(ds) and osp.isfile(ds_path):
                     ds_ids |= set(_coco_index(ds_path, cache)[0])
             if ds_ids:
@@ -386,7 +452,8 @@ def _check_evaluator(key: str, evaluator: Any,
                 f'{" / ".join(k for k, _ in datasets) or "the data set"}, '
                 'on its images; every metric would be -1. Add the '
                 f'annotations, or set {mkey}.format_only=True to only write '
-                'the results')
+                'the results'
+            )
 
 
 def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
@@ -394,8 +461,7 @@ def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
         return
     expanded = osp.expanduser(path)
     if not osp.isfile(expanded):
-        raise PreflightError(f'{what} not found: {_shown(expanded)}; '
-                             f'{option}')
+        raise PreflightError(f'{what} not found: {_shown(expanded)}; {option}')
     problem = checkpoint_file_problem(expanded)
     if problem:
         raise PreflightError(f'{what} {_shown(expanded)} {problem}')
@@ -404,14 +470,17 @@ def _check_checkpoint(path: Optional[str], what: str, option: str) -> None:
 def _check_pretrained(cfg: Config) -> None:
     for key, ckpt in iter_pretrained(cfg.get('model', None), 'model'):
         init_key = key.rsplit('.', 1)[0]
-        if ckpt.startswith(('torchvision://', 'modelzoo://')) and \
-                not torchvision_importable():
+        if (
+            ckpt.startswith(('torchvision://', 'modelzoo://'))
+            and not torchvision_importable()
+        ):
             raise PreflightError(
                 f'pretrained weights {ckpt} ({key}) need the torchvision '
                 'model zoo, which is not available here; convert the '
                 'weights with `python tools/convert_weights.py SRC DST` and '
                 f'pass --cfg-options {key}=DST, or {init_key}=None to train '
-                'from scratch')
+                'from scratch'
+            )
         if _is_remote(ckpt):
             continue
         path = osp.expanduser(ckpt)
@@ -420,11 +489,13 @@ def _check_pretrained(cfg: Config) -> None:
                 f'pretrained checkpoint not found: {_shown(path)} ({key}); '
                 f'create it with `python tools/convert_weights.py SRC '
                 f'{ckpt}` from the official weights, or pass --cfg-options '
-                f'{key}=PATH (or {init_key}=None to train from scratch)')
+                f'{key}=PATH (or {init_key}=None to train from scratch)'
+            )
         problem = checkpoint_file_problem(path)
         if problem:
             raise PreflightError(
-                f'pretrained checkpoint {_shown(path)} ({key}) {problem}')
+                f'pretrained checkpoint {_shown(path)} ({key}) {problem}'
+            )
 
 
 def _sub_keys(node: Any, built: dict, key: str = 'model') -> List[str]:
@@ -435,7 +506,8 @@ def _sub_keys(node: Any, built: dict, key: str = 'model') -> List[str]:
     found = []
     if isinstance(node, dict):
         if node.get('type', None) == built.get('type', None) and all(
-                k in built and built[k] == v for k, v in node.items()):
+            k in built and built[k] == v for k, v in node.items()
+        ):
             found.append(key)
         for k, v in node.items():
             found.extend(_sub_keys(v, built, f'{key}.{k}'))
@@ -452,7 +524,8 @@ def _failed_build(error: BaseException) -> Optional[dict]:
     while tb is not None:
         frame = tb.tb_frame
         if frame.f_code.co_name == 'build_from_cfg' and isinstance(
-                frame.f_locals.get('cfg'), dict):
+            frame.f_locals.get('cfg'), dict
+        ):
             built = frame.f_locals['cfg']
         tb = tb.tb_next
     return built
@@ -466,21 +539,29 @@ def _check_model(cfg: Config) -> None:
     import copy
     import re
 
-    from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+
     model = cfg.get('model', None)
     if not isinstance(model, dict):
         return
     try:
         with DefaultScope.overwrite_default_scope(
-                cfg.get('default_scope', None) or 'mmdet'):
+            cfg.get('default_scope', None) or 'mmdet'
+        ):
             MODELS.build(copy.deepcopy(model))
-    except (KeyError, TypeError, ValueError, AssertionError, ImportError,
-            AttributeError) as e:
-        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else \
-            str(e)
-        reason = (text.strip().splitlines() or [
-            'a check in its constructor failed'])[0]
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AssertionError,
+        ImportError,
+        AttributeError,
+    ) as e:
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        reason = (
+            text.strip().splitlines() or ['a check in its constructor failed']
+        )[0]
         built = _failed_build(e)
         keys = _sub_keys(model, built) if built is not None else []
         if isinstance(e, KeyError) and 'is not in the' in reason:
@@ -504,11 +585,13 @@ def _check_model(cfg: Config) -> None:
         ) from None
 
 
-def preflight_check(cfg: Config,
-                    mode: str = 'train',
-                    checkpoint: Optional[str] = None,
-                    warnings: Optional[List[str]] = None,
-                    read_annotations: bool = True) -> List[str]:
+def preflight_check(
+    cfg: Config,
+    mode: str = 'train',
+    checkpoint: Optional[str] = None,
+    warnings: Optional[List[str]] = None,
+    read_annotations: bool = True,
+) -> List[str]:
     """Check that every local file ``cfg`` needs for ``mode`` exists.
 
     Args:
@@ -560,8 +643,9 @@ def preflight_check(cfg: Config,
         loader = cfg.get(loader_key, None)
         if not isinstance(loader, dict):
             continue
-        datasets = list(iter_datasets(
-            loader.get('dataset', None), f'{loader_key}.dataset'))
+        datasets = list(
+            iter_datasets(loader.get('dataset', None), f'{loader_key}.dataset')
+        )
         for key, ds in datasets:
             _check_dataset(loader_key, key, ds)
             _check_class_count(cfg, key, ds)
@@ -575,9 +659,15 @@ def preflight_check(cfg: Config,
     for key in evaluators:
         if cfg.get(key, None) is not None:
             loader_key = key.replace('_evaluator', '_dataloader')
-            _check_evaluator(key, cfg.get(key), read_annotations,
-                             loader_datasets.get(loader_key, []), cache,
-                             reports, warnings)
+            _check_evaluator(
+                key,
+                cfg.get(key),
+                read_annotations,
+                loader_datasets.get(loader_key, []),
+                cache,
+                reports,
+                warnings,
+            )
 
     _check_model(cfg)
     if mode == 'train':
@@ -585,15 +675,22 @@ def preflight_check(cfg: Config,
         load_from = cfg.get('load_from', None)
         if cfg.get('resume', False) and load_from:
             _check_checkpoint(
-                load_from, 'checkpoint to resume from',
+                load_from,
+                'checkpoint to resume from',
                 'pass an existing file to --resume, or --resume alone to '
-                'continue from the latest checkpoint of the work dir')
+                'continue from the latest checkpoint of the work dir',
+            )
         else:
             _check_checkpoint(
-                load_from, 'checkpoint to initialise from (load_from)',
-                'fix it with --cfg-options load_from=PATH (or load_from=None)')
+                load_from,
+                'checkpoint to initialise from (load_from)',
+                'fix it with --cfg-options load_from=PATH (or load_from=None)',
+            )
     else:
-        _check_checkpoint(checkpoint, 'checkpoint to test',
-                          'pass the path of a checkpoint written by '
-                          'tools/train.py (e.g. WORK_DIR/epoch_12.pth)')
+        _check_checkpoint(
+            checkpoint,
+            'checkpoint to test',
+            'pass the path of a checkpoint written by '
+            'tools/train.py (e.g. WORK_DIR/epoch_12.pth)',
+        )
     return checked

@@ -16,6 +16,7 @@ input of mmdet's ``analysis_tools/confusion_matrix.py`` and friends).
 CocoMetric runs with ``classwise=True`` so the log shows mmdet's per-class AP
 table.
 """
+
 import argparse
 import json
 import math
@@ -24,17 +25,36 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from ..engine import (CheckpointMismatchError, atomic_write,
-                      checkpoint_mismatch, get_launch_rank, safe_torch_load,
-                      setup_distributed, state_dict_of)
-from .common import (CliArgumentParser, ConfigError, add_common_args,
-                     add_hooks, build_runner, check_loop_cfgs, load_config,
-                     log_data_warnings, resolve_work_dir, run_cli)
+from ..engine import (
+    CheckpointMismatchError,
+    atomic_write,
+    checkpoint_mismatch,
+    get_launch_rank,
+    safe_torch_load,
+    setup_distributed,
+    state_dict_of,
+)
+from .common import (
+    CliArgumentParser,
+    ConfigError,
+    add_common_args,
+    add_hooks,
+    build_runner,
+    check_loop_cfgs,
+    load_config,
+    log_data_warnings,
+    resolve_work_dir,
+    run_cli,
+)
 from .preflight import preflight_check
 
 __all__ = [
-    'build_parser', 'build_test_config', 'check_checkpoint_fits',
-    'configure_coco_metrics', 'main', 'write_metrics'
+    'build_parser',
+    'build_test_config',
+    'check_checkpoint_fits',
+    'configure_coco_metrics',
+    'main',
+    'write_metrics',
 ]
 
 METRICS_FILE = 'metrics.json'
@@ -44,28 +64,34 @@ RESULTS_PREFIX = 'results'
 def build_parser() -> argparse.ArgumentParser:
     parser = CliArgumentParser(
         prog='tools/test.py',
-        description='Test a checkpoint: COCO bbox and segm mAP.')
+        description='Test a checkpoint: COCO bbox and segm mAP.',
+    )
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file to test')
     parser.add_argument(
         '--work-dir',
         help='where metrics.json and results.{bbox,segm}.json go (default: '
-        'the config\'s work_dir, else work_dirs/<config name>)')
+        "the config's work_dir, else work_dirs/<config name>)",
+    )
     parser.add_argument(
         '--show-dir',
         help='save images with the predictions drawn on them to this '
-        'directory')
+        'directory',
+    )
     parser.add_argument(
         '--out',
         help='also dump the predictions to this pickle file (.pkl/.pickle), '
-        'as mmdet\'s tools/test.py --out does, for offline analysis')
+        "as mmdet's tools/test.py --out does, for offline analysis",
+    )
     add_common_args(parser)
     return parser
 
 
 def _is_coco_metric(metric: Any) -> bool:
-    return isinstance(metric, dict) and str(metric.get('type', '')).split(
-        '.')[-1] == 'CocoMetric'
+    return (
+        isinstance(metric, dict)
+        and str(metric.get('type', '')).split('.')[-1] == 'CocoMetric'
+    )
 
 
 def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
@@ -76,9 +102,9 @@ def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
         int: How many CocoMetrics were configured.
     """
     evaluator = cfg.get('test_evaluator', None)
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [
-        evaluator
-    ]
+    metrics = (
+        evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    )
     count = 0
     for metric in metrics:
         if not _is_coco_metric(metric):
@@ -86,8 +112,7 @@ def configure_coco_metrics(cfg: Config, work_dir: str) -> int:
         suffix = '' if count == 0 else f'_{count}'
         metric['classwise'] = True
         metric['format_only'] = False
-        metric['outfile_prefix'] = osp.join(work_dir,
-                                            RESULTS_PREFIX + suffix)
+        metric['outfile_prefix'] = osp.join(work_dir, RESULTS_PREFIX + suffix)
         count += 1
     return count
 
@@ -103,15 +128,21 @@ def _enable_visualization(cfg: Config, show_dir: str) -> None:
     visualizer (the config's ``vis_backends`` are kept)."""
     hooks = cfg.get('default_hooks', None) or ConfigDict()
     hook = dict(hooks.get('visualization', None) or {})
-    if hook.get('type') in (None, 'DetVisualizationHook',
-                            'mmdet.DetVisualizationHook'):
+    if hook.get('type') in (
+        None,
+        'DetVisualizationHook',
+        'mmdet.DetVisualizationHook',
+    ):
         hook['type'] = 'RenderPredictionsHook'
     hook.update(draw=True, test_out_dir=osp.abspath(show_dir), score_thr=0.3)
     hooks['visualization'] = ConfigDict(hook)
     cfg.default_hooks = hooks
     visualizer = dict(cfg.get('visualizer', None) or {})
-    if visualizer.get('type') in (None, 'DetLocalVisualizer',
-                                  'mmdet.DetLocalVisualizer'):
+    if visualizer.get('type') in (
+        None,
+        'DetLocalVisualizer',
+        'mmdet.DetLocalVisualizer',
+    ):
         visualizer['type'] = 'StableColorDetVisualizer'
     visualizer.setdefault('name', 'visualizer')
     cfg.visualizer = ConfigDict(visualizer)
@@ -120,8 +151,9 @@ def _enable_visualization(cfg: Config, show_dir: str) -> None:
 def _add_dump_results(cfg: Config, out: str) -> None:
     """Append mmdet's ``DumpDetResults`` to ``cfg.test_evaluator``."""
     if not out.endswith(('.pkl', '.pickle')):
-        raise ConfigError(f'--out {out}: the results file must end with .pkl '
-                          'or .pickle')
+        raise ConfigError(
+            f'--out {out}: the results file must end with .pkl or .pickle'
+        )
     evaluator = cfg.get('test_evaluator', None)
     if evaluator is None:
         metrics = []
@@ -139,7 +171,7 @@ def build_test_config(args: argparse.Namespace) -> Config:
     work_dir = resolve_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     cfg.resume = False
-    check_loop_cfgs(cfg, args.config, keys=('test_cfg', ))
+    check_loop_cfgs(cfg, args.config, keys=('test_cfg',))
     configure_coco_metrics(cfg, work_dir)
     if getattr(args, 'out', None) is not None:
         _add_dump_results(cfg, args.out)
@@ -177,6 +209,7 @@ def check_checkpoint_fits(model, checkpoint: str, config: str) -> None:
             first mismatched keys and shapes.
     """
     from mmengine.model import is_model_wrapper
+
     if is_model_wrapper(model):
         model = model.module
     state = state_dict_of(safe_torch_load(checkpoint, map_location='cpu'))
@@ -184,22 +217,30 @@ def check_checkpoint_fits(model, checkpoint: str, config: str) -> None:
     if problem:
         raise CheckpointMismatchError(
             f'checkpoint {checkpoint} does not fit the model of {config}: '
-            f'{problem}; test it with the config it was trained with')
+            f'{problem}; test it with the config it was trained with'
+        )
 
 
 def _test(args: argparse.Namespace) -> int:
     from mmdet.utils import setup_cache_size_limit_of_dynamo
+
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_test_config(args)
     data_warnings = []
-    preflight_check(cfg, mode='test', checkpoint=args.checkpoint,
-                    warnings=data_warnings,
-                    read_annotations=get_launch_rank(args.launcher) == 0)
+    preflight_check(
+        cfg,
+        mode='test',
+        checkpoint=args.checkpoint,
+        warnings=data_warnings,
+        read_annotations=get_launch_rank(args.launcher) == 0,
+    )
     if args.check:
         log_data_warnings(data_warnings)
-        print(f'ok: {args.config} is ready to test {args.checkpoint} '
-              f'(results in {cfg.work_dir})')
+        print(
+            f'ok: {args.config} is ready to test {args.checkpoint} '
+            f'(results in {cfg.work_dir})'
+        )
         return 0
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
@@ -210,9 +251,11 @@ def _test(args: argparse.Namespace) -> int:
         if not metrics:
             runner.logger.warning(
                 'the evaluator returned no metrics (no detections at all?); '
-                f'{METRICS_FILE} is empty')
-        path = write_metrics(metrics or {},
-                             osp.join(cfg.work_dir, METRICS_FILE))
+                f'{METRICS_FILE} is empty'
+            )
+        path = write_metrics(
+            metrics or {}, osp.join(cfg.work_dir, METRICS_FILE)
+        )
         runner.logger.info(f'metrics written to {path}')
     return 0
 
@@ -220,4 +263,3 @@ def _test(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``tools/test.py``; returns the exit status."""
     return run_cli(_test, build_parser(), argv)
-

@@ -6,6 +6,7 @@ distributed on CPU with gloo (:func:`~eca_mmdet.engine.setup_distributed`),
 loads checkpoints with ``weights_only=True`` (``--resume`` works under
 torch >= 2.6), and reports bad input in one line with exit status 1.
 """
+
 import argparse
 import contextlib
 import glob
@@ -18,18 +19,39 @@ from mmengine.config import Config, ConfigDict
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from ..engine import (CheckpointMismatchError, EcaMmdetError,
-                      checkpoint_mismatch, get_launch_rank, lock_work_dir,
-                      safe_torch_load, setup_distributed, state_dict_of)
-from .common import (CliArgumentParser, ConfigError, Interrupted,
-                     add_common_args, add_hooks, build_runner,
-                     check_loop_cfgs, load_config, log_data_warnings,
-                     resolve_work_dir, run_cli)
+from ..engine import (
+    CheckpointMismatchError,
+    EcaMmdetError,
+    checkpoint_mismatch,
+    get_launch_rank,
+    lock_work_dir,
+    safe_torch_load,
+    setup_distributed,
+    state_dict_of,
+)
+from .common import (
+    CliArgumentParser,
+    ConfigError,
+    Interrupted,
+    add_common_args,
+    add_hooks,
+    build_runner,
+    check_loop_cfgs,
+    load_config,
+    log_data_warnings,
+    resolve_work_dir,
+    run_cli,
+)
 from .preflight import preflight_check
 
 __all__ = [
-    'SAFETY_HOOKS', 'StopOnSigintHook', 'build_parser', 'build_train_config',
-    'check_resume_fits', 'last_checkpoint', 'main'
+    'SAFETY_HOOKS',
+    'StopOnSigintHook',
+    'build_parser',
+    'build_train_config',
+    'check_resume_fits',
+    'last_checkpoint',
+    'main',
 ]
 
 # Added to every run whose config does not list them (the project's configs
@@ -39,12 +61,14 @@ SAFETY_HOOKS = ('NonFiniteLossHook', 'EpochSeedHook', 'SafeImageLoadingHook')
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CliArgumentParser(
-        prog='tools/train.py', description='Train a detector.')
+        prog='tools/train.py', description='Train a detector.'
+    )
     parser.add_argument('config', help='config file')
     parser.add_argument(
         '--work-dir',
-        help='where logs and checkpoints go (default: the config\'s '
-        'work_dir, else work_dirs/<config name>)')
+        help="where logs and checkpoints go (default: the config's "
+        'work_dir, else work_dirs/<config name>)',
+    )
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -52,22 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='CHECKPOINT',
         help='resume training (optimizer, schedulers, epoch) from '
         'CHECKPOINT; without a value, from the latest checkpoint of the '
-        'work dir')
+        'work dir',
+    )
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='automatic mixed precision (needs a CUDA GPU)')
+        help='automatic mixed precision (needs a CUDA GPU)',
+    )
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
         help='scale the learning rate by the total batch size over the '
-        'config\'s auto_scale_lr.base_batch_size')
+        "config's auto_scale_lr.base_batch_size",
+    )
     parser.add_argument(
         '--lr-scale',
         type=float,
         metavar='F',
         help='multiply the learning rate by F, also after --resume (which '
-        'restores the saved rate), e.g. 0.1 after a non-finite loss')
+        'restores the saved rate), e.g. 0.1 after a non-finite loss',
+    )
     add_common_args(parser)
     return parser
 
@@ -80,8 +108,9 @@ def build_train_config(args: argparse.Namespace) -> Config:
     if args.amp:
         if not torch.cuda.is_available():
             raise EcaMmdetError(
-                '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper does not '
-                'support the CPU); run without --amp here')
+                "--amp needs a CUDA GPU (mmengine's AmpOptimWrapper does not "
+                'support the CPU); run without --amp here'
+            )
         optim_wrapper = cfg.get('optim_wrapper', None)
         if optim_wrapper is None:
             raise ConfigError(f'--amp: {args.config} has no optim_wrapper')
@@ -95,7 +124,8 @@ def build_train_config(args: argparse.Namespace) -> Config:
             raise ConfigError(
                 f'--auto-scale-lr: {args.config} has no '
                 'auto_scale_lr.base_batch_size; add it to the config or pass '
-                '--cfg-options auto_scale_lr.base_batch_size=N')
+                '--cfg-options auto_scale_lr.base_batch_size=N'
+            )
         scale['enable'] = True
 
     check_loop_cfgs(cfg, args.config)
@@ -104,7 +134,8 @@ def build_train_config(args: argparse.Namespace) -> Config:
         if not args.lr_scale > 0:
             raise ConfigError(f'--lr-scale must be > 0, got {args.lr_scale}')
         cfg.custom_hooks.append(
-            ConfigDict(type='ScaleLrHook', factor=args.lr_scale))
+            ConfigDict(type='ScaleLrHook', factor=args.lr_scale)
+        )
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -124,14 +155,18 @@ def _note_work_dir(cfg: Config, rank: int) -> None:
         if cfg.get('resume', False) and cfg.get('load_from') is None:
             print_log(
                 f'--resume: no checkpoint in {cfg.work_dir} yet, training '
-                'starts from scratch', logger='current')
+                'starts from scratch',
+                logger='current',
+            )
         return
     if not cfg.get('resume', False):
         print_log(
             f'{cfg.work_dir} already holds {len(existing)} checkpoint(s); '
             'they will be overwritten as epochs with the same number are '
             'saved. Use --resume to continue from the latest one instead.',
-            logger='current', level=30)
+            logger='current',
+            level=30,
+        )
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:
@@ -139,20 +174,35 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     ``WORK_DIR/last_checkpoint`` names, as mmengine reads it), if it
     exists."""
     from mmengine.runner import find_latest_checkpoint
+
     path = find_latest_checkpoint(work_dir)
     return path if path and osp.isfile(path) else None
 
 
 # Optimizer states of torch's optimizers that have the shape of their
 # parameter (the "step" counters and ASGD's eta/mu are scalars).
-_ELEMENTWISE_STATES = ('momentum_buffer', 'exp_avg', 'exp_avg_sq',
-                       'max_exp_avg_sq', 'exp_inf', 'square_avg', 'grad_avg',
-                       'acc_delta', 'sum', 'prev', 'step_size', 'ax')
+_ELEMENTWISE_STATES = (
+    'momentum_buffer',
+    'exp_avg',
+    'exp_avg_sq',
+    'max_exp_avg_sq',
+    'exp_inf',
+    'square_avg',
+    'grad_avg',
+    'acc_delta',
+    'sum',
+    'prev',
+    'step_size',
+    'ax',
+)
 
 
-def _optimizer_mismatch(optimizer: torch.optim.Optimizer, saved: dict,
-                        names: Dict[int, str], limit: int = 3
-                        ) -> Optional[str]:
+def _optimizer_mismatch(
+    optimizer: torch.optim.Optimizer,
+    saved: dict,
+    names: Dict[int, str],
+    limit: int = 3,
+) -> Optional[str]:
     """``None`` if the saved optimizer state fits ``optimizer``'s
     parameters, else what does not: group or parameter counts, or states of
     another shape than their parameter (which torch does not check when
@@ -160,28 +210,40 @@ def _optimizer_mismatch(optimizer: torch.optim.Optimizer, saved: dict,
     groups = optimizer.param_groups
     saved_groups = saved.get('param_groups', [])
     if len(groups) != len(saved_groups):
-        return (f'{len(saved_groups)} parameter group(s) in the checkpoint vs '
-                f'{len(groups)} in the optimizer')
+        return (
+            f'{len(saved_groups)} parameter group(s) in the checkpoint vs '
+            f'{len(groups)} in the optimizer'
+        )
     states = saved.get('state', {})
     wrong = []
     for i, (group, saved_group) in enumerate(zip(groups, saved_groups)):
         if len(group['params']) != len(saved_group['params']):
-            return (f'parameter group {i}: {len(saved_group["params"])} '
-                    f'parameters in the checkpoint vs {len(group["params"])}'
-                    ' in the optimizer')
+            return (
+                f'parameter group {i}: {len(saved_group["params"])} '
+                f'parameters in the checkpoint vs {len(group["params"])}'
+                ' in the optimizer'
+            )
         for param, index in zip(group['params'], saved_group['params']):
             for key, value in states.get(index, {}).items():
-                if (key in _ELEMENTWISE_STATES and torch.is_tensor(value)
-                        and value.shape != param.shape):
-                    wrong.append(f'{names.get(id(param), "?")} {key}: '
-                                 f'checkpoint {tuple(value.shape)} vs model '
-                                 f'{tuple(param.shape)}')
+                if (
+                    key in _ELEMENTWISE_STATES
+                    and torch.is_tensor(value)
+                    and value.shape != param.shape
+                ):
+                    wrong.append(
+                        f'{names.get(id(param), "?")} {key}: '
+                        f'checkpoint {tuple(value.shape)} vs model '
+                        f'{tuple(param.shape)}'
+                    )
                     break
     if not wrong:
         return None
     more = f' (+{len(wrong) - limit} more)' if len(wrong) > limit else ''
-    return (f'optimizer state shape mismatch {len(wrong)}: ' +
-            '; '.join(wrong[:limit]) + more)
+    return (
+        f'optimizer state shape mismatch {len(wrong)}: '
+        + '; '.join(wrong[:limit])
+        + more
+    )
 
 
 def check_resume_fits(runner, cfg: Config) -> Optional[str]:
@@ -210,35 +272,45 @@ def check_resume_fits(runner, cfg: Config) -> Optional[str]:
         return None
     checkpoint = safe_torch_load(path, map_location='cpu')
     from mmengine.model import is_model_wrapper
-    model = runner.model.module if is_model_wrapper(runner.model) else \
-        runner.model
-    fix = ('resume with the config it was trained with, or start a new '
-           'work dir (load_from=CHECKPOINT without --resume loads the '
-           'fitting weights only)')
+
+    model = (
+        runner.model.module if is_model_wrapper(runner.model) else runner.model
+    )
+    fix = (
+        'resume with the config it was trained with, or start a new '
+        'work dir (load_from=CHECKPOINT without --resume loads the '
+        'fitting weights only)'
+    )
     problem = checkpoint_mismatch(model, state_dict_of(checkpoint))
     if problem:
         raise CheckpointMismatchError(
             f'--resume: checkpoint {path} does not fit the model of '
-            f'{cfg.filename or "the config"}: {problem}; {fix}')
-    saved = checkpoint.get('optimizer') if isinstance(checkpoint, dict) \
-        else None
+            f'{cfg.filename or "the config"}: {problem}; {fix}'
+        )
+    saved = (
+        checkpoint.get('optimizer') if isinstance(checkpoint, dict) else None
+    )
     if not saved:
         return path
     from mmengine.optim import OptimWrapper
+
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
     if isinstance(runner.optim_wrapper, OptimWrapper):
         wrappers = {'': (runner.optim_wrapper, saved)}
     else:  # OptimWrapperDict: one saved state per name
-        wrappers = {f'{name}: ': (w, saved.get(name, {}))
-                    for name, w in runner.optim_wrapper.items()}
+        wrappers = {
+            f'{name}: ': (w, saved.get(name, {}))
+            for name, w in runner.optim_wrapper.items()
+        }
     for label, (wrapper, state) in wrappers.items():
         problem = _optimizer_mismatch(wrapper.optimizer, state, names)
         if problem:
             raise CheckpointMismatchError(
                 f'--resume: the optimizer state in {path} does not fit the '
                 f'optimizer of {cfg.filename or "the config"}: {label}'
-                f'{problem}; {fix}')
+                f'{problem}; {fix}'
+            )
     return path
 
 
@@ -250,11 +322,13 @@ def _interrupted(runner, cfg: Config) -> Interrupted:
     if path is None:
         return Interrupted(
             f'training interrupted (SIGINT) {where}; no checkpoint was '
-            f'written yet in {cfg.work_dir}: train again from the start')
+            f'written yet in {cfg.work_dir}: train again from the start'
+        )
     return Interrupted(
         f'training interrupted (SIGINT) {where}; the last complete '
         f'checkpoint is {path}: continue with tools/train.py '
-        f'{cfg.filename or "CONFIG"} --work-dir {cfg.work_dir} --resume')
+        f'{cfg.filename or "CONFIG"} --work-dir {cfg.work_dir} --resume'
+    )
 
 
 class StopOnSigintHook(Hook):
@@ -268,6 +342,7 @@ class StopOnSigintHook(Hook):
     lets the iteration, and any checkpoint save, finish. Installed by
     :meth:`watch` around ``runner.train()`` (main thread only).
     """
+
     priority = 'LOWEST'  # after the checkpoint hook of the same iteration
 
     def __init__(self, cfg: Config) -> None:
@@ -296,20 +371,23 @@ class StopOnSigintHook(Hook):
 
 def _train(args: argparse.Namespace) -> int:
     from mmdet.utils import setup_cache_size_limit_of_dynamo
+
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_train_config(args)
     data_warnings = []
-    preflight_check(cfg, mode='train',
-                    warnings=data_warnings,
-                    read_annotations=get_launch_rank(args.launcher) == 0)
+    preflight_check(
+        cfg,
+        mode='train',
+        warnings=data_warnings,
+        read_annotations=get_launch_rank(args.launcher) == 0,
+    )
     rank = get_launch_rank(args.launcher)
     if args.check:
         if rank == 0:
             lock_work_dir(cfg.work_dir, hold=False)
         log_data_warnings(data_warnings)
-        print(f'ok: {args.config} is ready to train (work dir '
-              f'{cfg.work_dir})')
+        print(f'ok: {args.config} is ready to train (work dir {cfg.work_dir})')
         return 0
     if rank == 0:  # held until the process ends
         lock_work_dir(cfg.work_dir)

@@ -15,6 +15,7 @@ for, and the classifier ``fc.*`` is dropped.  Example::
     cfg = convert_checkpoint('eca_resnet50_k3557.pth.tar', 'eca_r50_mmdet.pth')
     # {'type': 'ECAResNet', 'depth': 50, 'eca_k_size': (3, 5, 5, 7)}
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,15 @@ from ..engine.checkpoint import CheckpointLoadError, safe_torch_load
 from . import official, timm
 from .common import ConversionError, StateDict, Structure, read_structure
 
-__all__ = ['ConversionError', 'Structure', 'check_output_path', 'convert_checkpoint',
-           'convert_file', 'convert_state_dict', 'load_source']
+__all__ = [
+    'ConversionError',
+    'Structure',
+    'check_output_path',
+    'convert_checkpoint',
+    'convert_file',
+    'convert_state_dict',
+    'load_source',
+]
 
 PathLike = Union[str, 'os.PathLike[str]']
 LAYOUTS = (official, timm)
@@ -42,7 +50,11 @@ def _is_safetensors(path: Path) -> bool:
     with open(path, 'rb') as f:
         head = f.read(9)
     # safetensors: little-endian u64 header length, then the JSON header
-    return len(head) == 9 and head[8:9] == b'{' and struct.unpack('<Q', head[:8])[0] < 1 << 30
+    return (
+        len(head) == 9
+        and head[8:9] == b'{'
+        and struct.unpack('<Q', head[:8])[0] < 1 << 30
+    )
 
 
 def _unwrap(obj: Any, src: str) -> StateDict:
@@ -53,11 +65,18 @@ def _unwrap(obj: Any, src: str) -> StateDict:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f'{src}: no state dict found (got {type(obj).__name__})')
+        raise ConversionError(
+            f'{src}: no state dict found (got {type(obj).__name__})'
+        )
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ConversionError(f'{src}: not a state dict of tensors (e.g. key {bad[0]!r})')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in obj.items()}
+        raise ConversionError(
+            f'{src}: not a state dict of tensors (e.g. key {bad[0]!r})'
+        )
+    return {
+        (k[len('module.') :] if k.startswith('module.') else k): v
+        for k, v in obj.items()
+    }
 
 
 def load_source(src_path: PathLike) -> StateDict:
@@ -78,17 +97,23 @@ def load_source(src_path: PathLike) -> StateDict:
         try:
             from safetensors.torch import load_file
         except ImportError as e:
-            raise ConversionError(f'{src_path}: reading .safetensors needs the '
-                                  "'safetensors' package") from e
+            raise ConversionError(
+                f'{src_path}: reading .safetensors needs the '
+                "'safetensors' package"
+            ) from e
         if path.stat().st_size == 0:
-            raise ConversionError(f'{src_path}: the file is empty (0 bytes): the save or '
-                                  'download did not complete')
+            raise ConversionError(
+                f'{src_path}: the file is empty (0 bytes): the save or '
+                'download did not complete'
+            )
         try:
             obj = load_file(str(path), device='cpu')
         except Exception as e:  # header / size errors: not a safetensors file
             first = (str(e).strip().splitlines() or [''])[0][:200]
-            raise ConversionError(f'{src_path}: not a readable safetensors file '
-                                  f'({type(e).__name__}: {first})') from None
+            raise ConversionError(
+                f'{src_path}: not a readable safetensors file '
+                f'({type(e).__name__}: {first})'
+            ) from None
     else:
         try:
             obj = safe_torch_load(path, map_location='cpu')
@@ -101,13 +126,18 @@ def _own_storage(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself if it owns exactly its storage, else a compact copy (so
     torch.save does not write storage shared with dropped tensors)."""
     t = t.detach()
-    if t.is_contiguous() and t.storage_offset() == 0 \
-            and t.untyped_storage().nbytes() == t.numel() * t.element_size():
+    if (
+        t.is_contiguous()
+        and t.storage_offset() == 0
+        and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    ):
         return t
     return t.clone(memory_format=torch.contiguous_format)
 
 
-def convert_state_dict(sd: StateDict, src: str = '<state dict>') -> Dict[str, Any]:
+def convert_state_dict(
+    sd: StateDict, src: str = '<state dict>'
+) -> Dict[str, Any]:
     """Convert a flat source state dict.
 
     Returns:
@@ -120,17 +150,28 @@ def convert_state_dict(sd: StateDict, src: str = '<state dict>') -> Dict[str, An
     keys = list(sd)
     found = [m for m in LAYOUTS if m.matches(keys)]
     if len(found) != 1:
-        why = ('both official (eca.conv) and timm (se.conv) ECA keys' if found else
-               'no ECA weights (layerX.Y.eca.conv.weight or layerX.Y.se.conv.weight)')
+        why = (
+            'both official (eca.conv) and timm (se.conv) ECA keys'
+            if found
+            else 'no ECA weights (layerX.Y.eca.conv.weight or layerX.Y.se.conv.weight)'
+        )
         shown = ', '.join(repr(k) for k in keys[:5])
-        raise ConversionError(f'{src}: not an ECA-ResNet checkpoint: {why}; first keys: {shown}')
+        raise ConversionError(
+            f'{src}: not an ECA-ResNet checkpoint: {why}; first keys: {shown}'
+        )
     layout = found[0]
     out, names, dropped = layout.rename(sd)
     st = read_structure(out, src, names)
     cfg, arch = layout.backbone_cfg(st, src)
     out = {k: _own_storage(v) for k, v in out.items()}
-    return dict(state_dict=out, layout=layout.LAYOUT, arch=arch, backbone=cfg,
-                structure=st, dropped=dropped)
+    return dict(
+        state_dict=out,
+        layout=layout.LAYOUT,
+        arch=arch,
+        backbone=cfg,
+        structure=st,
+        dropped=dropped,
+    )
 
 
 def check_output_path(src_path: PathLike, dst_path: PathLike) -> None:
@@ -142,12 +183,20 @@ def check_output_path(src_path: PathLike, dst_path: PathLike) -> None:
     """
     dst = os.fspath(dst_path)
     if os.path.isdir(dst) or dst.endswith(('/', os.sep)):
-        raise ConversionError(f'output {dst} is a directory; give a file path such as '
-                              f'{os.path.join(dst, "eca_mmdet.pth")}')
-    if os.path.exists(dst) and os.path.exists(src_path) and os.path.samefile(src_path, dst):
-        raise ConversionError(f'output {dst} is the source checkpoint {os.fspath(src_path)} '
-                              '(the same file); writing it would destroy the source: '
-                              'choose another output path')
+        raise ConversionError(
+            f'output {dst} is a directory; give a file path such as '
+            f'{os.path.join(dst, "eca_mmdet.pth")}'
+        )
+    if (
+        os.path.exists(dst)
+        and os.path.exists(src_path)
+        and os.path.samefile(src_path, dst)
+    ):
+        raise ConversionError(
+            f'output {dst} is the source checkpoint {os.fspath(src_path)} '
+            '(the same file); writing it would destroy the source: '
+            'choose another output path'
+        )
 
 
 def convert_file(src_path: PathLike, dst_path: PathLike) -> Dict[str, Any]:
@@ -156,9 +205,14 @@ def convert_file(src_path: PathLike, dst_path: PathLike) -> Dict[str, Any]:
     ``converter``)."""
     check_output_path(src_path, dst_path)
     res = convert_state_dict(load_source(src_path), str(src_path))
-    meta = dict(source=os.path.basename(str(src_path)), layout=res['layout'],
-                arch=res['arch'], backbone=dict(res['backbone']),
-                dropped_keys=res['dropped'], converter='eca_mmdet.converters')
+    meta = dict(
+        source=os.path.basename(str(src_path)),
+        layout=res['layout'],
+        arch=res['arch'],
+        backbone=dict(res['backbone']),
+        dropped_keys=res['dropped'],
+        converter='eca_mmdet.converters',
+    )
     with atomic_writer(dst_path) as f:  # never a half-written output
         torch.save(dict(state_dict=res['state_dict'], meta=meta), f)
     return meta

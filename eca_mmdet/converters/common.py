@@ -1,6 +1,7 @@
 """Layout-independent part of the converters: the error type, and reading the
 network structure (stem, blocks, widths, ECA kernels) off a state dict that
 already uses ECAResNet's (mmdet ResNet's) key names."""
+
 from __future__ import annotations
 
 import re
@@ -58,7 +59,9 @@ class Structure:
         exp = 4 if self.bottleneck else 1
         for s, blocks in enumerate(self.block_widths):
             planes = self.base_channels * 2**s
-            if self.stage_out[s] != planes * exp or any(w != (planes, planes) for w in blocks):
+            if self.stage_out[s] != planes * exp or any(
+                w != (planes, planes) for w in blocks
+            ):
                 return False
         return True
 
@@ -81,9 +84,15 @@ class _Reader:
         w = self.sd.get(key)
         if w is None:
             raise self.fail(f'missing {self.names.get(key, key)!r}')
-        if w.dim() != 4 or w.shape[1] != in_ch or tuple(w.shape[2:]) != (kernel, kernel):
-            raise self.fail(f'{self.names.get(key, key)!r} has shape {tuple(w.shape)}, expected '
-                            f'[*, {in_ch}, {kernel}, {kernel}]')
+        if (
+            w.dim() != 4
+            or w.shape[1] != in_ch
+            or tuple(w.shape[2:]) != (kernel, kernel)
+        ):
+            raise self.fail(
+                f'{self.names.get(key, key)!r} has shape {tuple(w.shape)}, expected '
+                f'[*, {in_ch}, {kernel}, {kernel}]'
+            )
         self.used.add(key)
         return int(w.shape[0])
 
@@ -94,8 +103,10 @@ class _Reader:
             if t is None:
                 raise self.fail(f'missing {self.names.get(key, key)!r}')
             if tuple(t.shape) != (ch,):
-                raise self.fail(f'{self.names.get(key, key)!r} has shape {tuple(t.shape)}, '
-                                f'expected [{ch}]')
+                raise self.fail(
+                    f'{self.names.get(key, key)!r} has shape {tuple(t.shape)}, '
+                    f'expected [{ch}]'
+                )
             self.used.add(key)
         if prefix + '.num_batches_tracked' in self.sd:
             self.used.add(prefix + '.num_batches_tracked')
@@ -106,13 +117,17 @@ class _Reader:
         if w is None:
             raise self.fail(f'missing {self.names.get(key, key)!r}')
         if w.dim() != 3 or tuple(w.shape[:2]) != (1, 1) or w.shape[2] % 2 == 0:
-            raise self.fail(f'{self.names.get(key, key)!r} has shape {tuple(w.shape)}, '
-                            'expected [1, 1, odd k]')
+            raise self.fail(
+                f'{self.names.get(key, key)!r} has shape {tuple(w.shape)}, '
+                'expected [1, 1, odd k]'
+            )
         self.used.add(key)
         return int(w.shape[2])
 
 
-def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = None) -> Structure:
+def read_structure(
+    sd: StateDict, src: str, names: Optional[Dict[str, str]] = None
+) -> Structure:
     """Infer the network from ``sd`` (ECAResNet key names), checking that every
     key is used and every shape chains up.
 
@@ -129,12 +144,16 @@ def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = No
     stages = sorted({int(m.group(1)) for m in map(_BLOCK_KEY.match, sd) if m})
     if stages != [1, 2, 3, 4]:
         found = ', '.join(f'layer{s}' for s in stages) or 'none'
-        raise r.fail(f'expected residual stages layer1..layer4, found: {found}')
+        raise r.fail(
+            f'expected residual stages layer1..layer4, found: {found}'
+        )
     # stem
     deep = r.has('stem.0.weight')
     stem_w = sd.get('stem.0.weight' if deep else 'conv1.weight')
     if stem_w is None or stem_w.dim() != 4:
-        raise r.fail('no stem found (expected conv1.weight, or a deep stem conv1.0/3/6)')
+        raise r.fail(
+            'no stem found (expected conv1.weight, or a deep stem conv1.0/3/6)'
+        )
     in_ch = int(stem_w.shape[1])
     if deep:
         widths, c = [], in_ch
@@ -174,7 +193,10 @@ def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = No
             if c3 != out:
                 raise r.fail(f'{p} outputs {c3} channels, the stage {out}')
             needs_ds = b == 0 and (stride != 1 or c != out)
-            if r.has(p + '.downsample.1.weight') and sd[p + '.downsample.1.weight'].dim() == 4:
+            if (
+                r.has(p + '.downsample.1.weight')
+                and sd[p + '.downsample.1.weight'].dim() == 4
+            ):
                 avg_downs.add(True)
                 r.conv(p + '.downsample.1', c, 1)
                 r.bn(p + '.downsample.2', out)
@@ -187,14 +209,18 @@ def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = No
             else:
                 has_ds = False
             if has_ds != needs_ds:
-                raise r.fail(f'{p} {"has" if has_ds else "lacks"} a downsample shortcut, '
-                             'which ResNet does not build there')
+                raise r.fail(
+                    f'{p} {"has" if has_ds else "lacks"} a downsample shortcut, '
+                    'which ResNet does not build there'
+                )
             stage_k.add(r.eca(p))
             stage_w.append((c1, c2))
             c = out
         if len(stage_k) != 1:
-            raise r.fail(f'layer{s} mixes ECA kernel sizes {sorted(stage_k)}; '
-                         'ECAResNet takes one kernel size per stage')
+            raise r.fail(
+                f'layer{s} mixes ECA kernel sizes {sorted(stage_k)}; '
+                'ECAResNet takes one kernel size per stage'
+            )
         blocks_per_stage.append(n)
         ks.append(stage_k.pop())
         outs.append(out)
@@ -207,9 +233,16 @@ def read_structure(sd: StateDict, src: str, names: Optional[Dict[str, str]] = No
         more = f' (+{len(unused) - 5} more)' if len(unused) > 5 else ''
         raise r.fail(f'unrecognised keys: {shown}{more}')
     return Structure(
-        bottleneck=bottleneck, stage_blocks=tuple(blocks_per_stage), deep_stem=deep,
-        stem_widths=tuple(widths), in_channels=in_ch, avg_down=avg_downs.pop(),
-        eca_k_size=tuple(ks), stage_out=tuple(outs), block_widths=tuple(all_widths))
+        bottleneck=bottleneck,
+        stage_blocks=tuple(blocks_per_stage),
+        deep_stem=deep,
+        stem_widths=tuple(widths),
+        in_channels=in_ch,
+        avg_down=avg_downs.pop(),
+        eca_k_size=tuple(ks),
+        stage_out=tuple(outs),
+        block_widths=tuple(all_widths),
+    )
 
 
 def generic_cfg(st: Structure, src: str) -> dict:
@@ -219,12 +252,16 @@ def generic_cfg(st: Structure, src: str) -> dict:
         ConversionError: When the widths are not mmdet's standard ones.
     """
     if not st.standard_widths:
-        raise ConversionError(f'{src}: block widths are neither standard ResNet widths nor '
-                              'those of a known pruned arch')
+        raise ConversionError(
+            f'{src}: block widths are neither standard ResNet widths nor '
+            'those of a known pruned arch'
+        )
     depth = DEPTHS.get((st.bottleneck, st.stage_blocks))
     cfg: dict = dict(type='ECAResNet')
     if depth is None:  # same block type, other block counts
-        cfg.update(depth=50 if st.bottleneck else 18, stage_blocks=st.stage_blocks)
+        cfg.update(
+            depth=50 if st.bottleneck else 18, stage_blocks=st.stage_blocks
+        )
     else:
         cfg.update(depth=depth)
     if st.in_channels != 3:

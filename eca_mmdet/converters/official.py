@@ -6,6 +6,7 @@ ResNet keys (``conv1``/``bn1``, ``layerX.Y.conv1..bn3``, ``downsample.0/1``),
 ECA at ``layerX.Y.eca.conv.weight`` ([1, 1, k]) and the classifier ``fc.*``.
 These are already ECAResNet's key names: only ``fc.*`` is dropped.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Tuple

@@ -5,6 +5,7 @@ deep stem ``conv1.0/1/3/4/6`` whose last BN is ``bn1``; avg-down shortcuts
 ``downsample.1`` (conv) / ``downsample.2`` (BN) — the same indices as
 ECAResNet's; classifier ``fc.*`` (dropped).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -18,10 +19,16 @@ LAYOUT = 'timm'
 # 64; pruned archs are identified by their widths (pruned_widths.json).
 ARCHS: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {
     arch: arch_layout(arch)
-    for arch, preset in ARCH_PRESETS.items() if not preset.get('pruned')
+    for arch, preset in ARCH_PRESETS.items()
+    if not preset.get('pruned')
 }
-_STEM = {'conv1.0.': 'stem.0.', 'conv1.1.': 'stem.1.', 'conv1.3.': 'stem.3.',
-         'conv1.4.': 'stem.4.', 'conv1.6.': 'stem.6.'}
+_STEM = {
+    'conv1.0.': 'stem.0.',
+    'conv1.1.': 'stem.1.',
+    'conv1.3.': 'stem.3.',
+    'conv1.4.': 'stem.4.',
+    'conv1.6.': 'stem.6.',
+}
 
 
 def matches(keys: List[str]) -> bool:
@@ -32,7 +39,7 @@ def matches(keys: List[str]) -> bool:
 def _rename_key(k: str, deep: bool) -> str:
     for old, new in _STEM.items():
         if k.startswith(old):
-            return new + k[len(old):]
+            return new + k[len(old) :]
     if deep and k.startswith('bn1.'):
         return 'stem.7.' + k[4:]
     return k.replace('.se.conv.', '.eca.conv.')
@@ -64,14 +71,24 @@ def identify_arch(st: Structure) -> Optional[str]:
         return None
     if st.standard_widths and st.base_channels == 64:
         for arch, (blocks, stem) in ARCHS.items():
-            if (st.stage_blocks, st.stem_widths, st.deep_stem) == (blocks, stem, len(stem) == 3):
+            if (st.stage_blocks, st.stem_widths, st.deep_stem) == (
+                blocks,
+                stem,
+                len(stem) == 3,
+            ):
                 return arch
         return None
     for arch, spec in load_pruned_archs().items():
-        widths = tuple(tuple(tuple(w) for w in stage['blocks']) for stage in spec['stages'])
-        if (st.deep_stem and st.stem_widths == tuple(spec['stem'])
-                and st.block_widths == widths
-                and st.stage_out == tuple(stage['out'] for stage in spec['stages'])):
+        widths = tuple(
+            tuple(tuple(w) for w in stage['blocks'])
+            for stage in spec['stages']
+        )
+        if (
+            st.deep_stem
+            and st.stem_widths == tuple(spec['stem'])
+            and st.block_widths == widths
+            and st.stage_out == tuple(stage['out'] for stage in spec['stages'])
+        ):
             return arch
     return None
 

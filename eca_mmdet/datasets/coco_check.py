@@ -28,6 +28,7 @@ With ``read_images``, the header of every image file is read (PIL opens
 lazily: the size without decoding) and a file that is empty, not an image,
 or of another size than its ``width``/``height`` is listed.
 """
+
 import json
 import math
 import os.path as osp
@@ -43,20 +44,20 @@ __all__ = ['AnnotationError', 'CocoFileReport', 'check_coco_file']
 SKIP_REASONS = {
     'unknown_image': 'refer to an image id not in "images"',
     'unknown_category': 'refer to a category id not in "categories"',
-    'other_class': 'are of a category not in the config\'s classes',
+    'other_class': "are of a category not in the config's classes",
     'ignore': 'are marked "ignore"',
     'outside_image': 'have a box outside the image',
     'zero_area': 'have a zero-area box (area <= 0, width or height < 1)',
     'bad_mask': 'have a malformed mask (polygon with < 6 or an odd number '
-                'of coordinates, RLE without counts/size); mmdet ignores the '
-                'instance',
+    'of coordinates, RLE without counts/size); mmdet ignores the '
+    'instance',
 }
 # In test mode: annotations mmdet's data set drops but pycocotools, scoring
 # the file, keeps as ground truth.
 SCORED_REASONS = {
     'tiny_scored': 'have a box under 1 px wide or high (or area <= 0)',
     'ignore_scored': 'are marked "ignore" without "iscrowd" (pycocotools '
-                     'only ignores crowd regions)',
+    'only ignores crowd regions)',
 }
 # Ids named per problem in messages.
 SHOWN = 5
@@ -69,6 +70,7 @@ class AnnotationError(EcaMmdetError):
 @dataclass
 class CocoFileReport:
     """What :func:`check_coco_file` found in a usable file."""
+
     path: str
     num_images: int
     num_annotations: int
@@ -98,25 +100,31 @@ class CocoFileReport:
                 lines.append(
                     f'{self.path}: {len(ids)} of {self.num_annotations} '
                     f'annotations {SCORED_REASONS[reason]} (ids '
-                    f'{_some(ids)}): mmdet\'s data set leaves them out, but '
+                    f"{_some(ids)}): mmdet's data set leaves them out, but "
                     'a CocoMetric reading this file scores them as ground '
-                    'truth')
+                    'truth'
+                )
                 continue
             lines.append(
                 f'{self.path}: skipping {len(ids)} of {self.num_annotations} '
-                f'annotations that {SKIP_REASONS[reason]} (ids {_some(ids)})')
+                f'annotations that {SKIP_REASONS[reason]} (ids {_some(ids)})'
+            )
         return lines
 
 
 def _some(items: Sequence[Any]) -> str:
     shown = ', '.join(str(i) for i in items[:SHOWN])
-    return shown + (f', ... (+{len(items) - SHOWN})'
-                    if len(items) > SHOWN else '')
+    return shown + (
+        f', ... (+{len(items) - SHOWN})' if len(items) > SHOWN else ''
+    )
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
         and math.isfinite(value)
+    )
 
 
 def _load(path: str) -> dict:
@@ -126,31 +134,39 @@ def _load(path: str) -> dict:
     except json.JSONDecodeError as e:
         raise AnnotationError(
             f'annotation file {path} is not valid JSON: {e.msg} at line '
-            f'{e.lineno} column {e.colno}') from None
+            f'{e.lineno} column {e.colno}'
+        ) from None
     except UnicodeDecodeError:
         raise AnnotationError(
             f'annotation file {path} is not valid JSON (not UTF-8 text)'
         ) from None
     except OSError as e:
         raise AnnotationError(
-            f'cannot read annotation file {path}: {e.strerror}') from None
+            f'cannot read annotation file {path}: {e.strerror}'
+        ) from None
     if not isinstance(data, dict):
         raise AnnotationError(
             f'annotation file {path} is not in COCO format: the top level is '
             f'a JSON {type(data).__name__}, not an object with "images", '
-            '"annotations" and "categories"')
-    missing = [k for k in ('images', 'annotations', 'categories')
-               if not isinstance(data.get(k), list)]
+            '"annotations" and "categories"'
+        )
+    missing = [
+        k
+        for k in ('images', 'annotations', 'categories')
+        if not isinstance(data.get(k), list)
+    ]
     if missing:
         raise AnnotationError(
             f'annotation file {path} is not in COCO format: no '
             f'{" / ".join(repr(k) for k in missing)} list (keys found: '
-            f'{", ".join(map(str, list(data)[:8])) or "none"})')
+            f'{", ".join(map(str, list(data)[:8])) or "none"})'
+        )
     return data
 
 
-def _entries(path: str, data: dict, section: str,
-             required: Dict[str, Any]) -> Dict[Any, dict]:
+def _entries(
+    path: str, data: dict, section: str, required: Dict[str, Any]
+) -> Dict[Any, dict]:
     """``id -> entry`` of ``data[section]``; each entry must be an object
     holding ``required`` keys whose values pass the given checks."""
     by_id = {}
@@ -165,11 +181,12 @@ def _entries(path: str, data: dict, section: str,
                 raise AnnotationError(f'{where} has no "{key}"')
             if not check(entry[key]):
                 raise AnnotationError(
-                    f'{where} has an invalid "{key}": {entry[key]!r:.80}')
+                    f'{where} has an invalid "{key}": {entry[key]!r:.80}'
+                )
         if entry['id'] in by_id:
             raise AnnotationError(
-                f'{where}: the id {entry["id"]!r} is used twice in '
-                f'"{section}"')
+                f'{where}: the id {entry["id"]!r} is used twice in "{section}"'
+            )
         by_id[entry['id']] = entry
     return by_id
 
@@ -179,8 +196,11 @@ def _is_id(value: Any) -> bool:
 
 
 def _is_bbox(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 4 and all(
-        _is_number(v) for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 4
+        and all(_is_number(v) for v in value)
+    )
 
 
 def _mask_problem(segm: Any) -> Optional[str]:
@@ -188,13 +208,15 @@ def _mask_problem(segm: Any) -> Optional[str]:
     one it would crash on."""
     if isinstance(segm, dict):
         ok = segm.get('size') is not None and isinstance(
-            segm.get('counts'), (list, str))
+            segm.get('counts'), (list, str)
+        )
         return None if ok else 'bad'
     if not isinstance(segm, list):
         return 'bad'
     for polygon in segm:
         if not isinstance(polygon, list) or not all(
-                _is_number(v) for v in polygon):
+            _is_number(v) for v in polygon
+        ):
             return 'invalid'
     usable = [p for p in segm if len(p) >= 6 and len(p) % 2 == 0]
     return None if len(usable) == len(segm) else 'bad'
@@ -210,7 +232,7 @@ def _rle_counts(counts: str) -> Optional[List[int]]:
         code = ord(char) - 48
         if not 0 <= code < 64:
             return None
-        value |= (code & 0x1f) << shift
+        value |= (code & 0x1F) << shift
         shift += 5
         if code & 0x20:
             continue  # more 5-bit groups follow
@@ -231,33 +253,49 @@ def _rle_problem(segm: dict, height: Any, width: Any) -> Optional[str]:
     exactly ``height * width`` pixels (pycocotools decodes them without
     checking)."""
     size = segm['size']
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0
-            for v in size)):
+            for v in size
+        )
+    ):
         return f'has an RLE "size" {size!r:.40} that is not [height, width]'
     if list(size) != [height, width]:
-        return (f'has an RLE "size" {list(size)} that is not its image\'s '
-                f'[height, width] = [{height:g}, {width:g}]')
+        return (
+            f'has an RLE "size" {list(size)} that is not its image\'s '
+            f'[height, width] = [{height:g}, {width:g}]'
+        )
     counts = segm['counts']
     if isinstance(counts, str):
         runs = _rle_counts(counts)
         if runs is None:
-            return (f'has RLE "counts" {counts!r:.40} that do not decode as '
-                    'a compressed COCO RLE string')
-    elif all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-             for v in counts):
+            return (
+                f'has RLE "counts" {counts!r:.40} that do not decode as '
+                'a compressed COCO RLE string'
+            )
+    elif all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for v in counts
+    ):
         runs = counts
     else:
-        return (f'has RLE "counts" {counts!r:.40} that are not all '
-                'non-negative integers')
+        return (
+            f'has RLE "counts" {counts!r:.40} that are not all '
+            'non-negative integers'
+        )
     if sum(runs) != size[0] * size[1]:
-        return (f'has RLE "counts" covering {sum(runs)} pixels, not '
-                f'height * width = {size[0] * size[1]}')
+        return (
+            f'has RLE "counts" covering {sum(runs)} pixels, not '
+            f'height * width = {size[0] * size[1]}'
+        )
     return None
 
 
-def _image_problem(path: str, width: Any, height: Any,
-                   exif_orientation: bool = True) -> Optional[str]:
+def _image_problem(
+    path: str, width: Any, height: Any, exif_orientation: bool = True
+) -> Optional[str]:
     """What is wrong with the image file ``path`` annotated as ``width`` x
     ``height``: empty, not an image, or of another size (either way round
     when its EXIF orientation turns it by 90 degrees and the loader applies
@@ -284,6 +322,7 @@ def _image_problem(path: str, width: Any, height: Any,
                 turned = exif.get(0x0112) in (5, 6, 7, 8)
     except UnidentifiedImageError:
         import cv2
+
         array = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if array is None:
             return 'is not an image file (neither PIL nor OpenCV reads it)'
@@ -292,22 +331,27 @@ def _image_problem(path: str, width: Any, height: Any,
         return f'has an unreadable header ({type(e).__name__}: {e})'
     # turned by 90 degrees: whether the decoder applies it depends on the
     # format and backend; the loader compares the decoded image exactly
-    if (w, h) != (width, height) and not (turned and (h, w) == (width,
-                                                                height)):
-        return (f'is {w}x{h} pixels but annotated as {width:g}x{height:g} '
-                '(width x height)')
+    if (w, h) != (width, height) and not (
+        turned and (h, w) == (width, height)
+    ):
+        return (
+            f'is {w}x{h} pixels but annotated as {width:g}x{height:g} '
+            '(width x height)'
+        )
     return None
 
 
-def check_coco_file(path: str,
-                    classes: Optional[Sequence[str]] = None,
-                    with_mask: bool = False,
-                    eval_mask: bool = False,
-                    test_mode: bool = False,
-                    filter_cfg: Optional[dict] = None,
-                    img_dir: Optional[str] = None,
-                    read_images: bool = False,
-                    exif_orientation: bool = True) -> CocoFileReport:
+def check_coco_file(
+    path: str,
+    classes: Optional[Sequence[str]] = None,
+    with_mask: bool = False,
+    eval_mask: bool = False,
+    test_mode: bool = False,
+    filter_cfg: Optional[dict] = None,
+    img_dir: Optional[str] = None,
+    read_images: bool = False,
+    exif_orientation: bool = True,
+) -> CocoFileReport:
     """Check the COCO annotation file ``path`` as mmdet's ``CocoDataset``
     with these settings would read it.
 
@@ -342,23 +386,38 @@ def check_coco_file(path: str,
         AnnotationError: naming the file and the first offending entry.
     """
     data = _load(path)
-    images = _entries(path, data, 'images', {
-        'id': _is_id,
-        'file_name': lambda v: isinstance(v, str) and v != '',
-        'width': lambda v: _is_number(v) and v > 0,
-        'height': lambda v: _is_number(v) and v > 0,
-    })
-    categories = _entries(path, data, 'categories', {
-        'id': _is_id,
-        'name': lambda v: isinstance(v, str),
-    })
-    annotations = _entries(path, data, 'annotations', {
-        'id': _is_id,
-        'image_id': _is_id,
-        'category_id': _is_id,
-        'bbox': _is_bbox,
-        'area': _is_number,
-    })
+    images = _entries(
+        path,
+        data,
+        'images',
+        {
+            'id': _is_id,
+            'file_name': lambda v: isinstance(v, str) and v != '',
+            'width': lambda v: _is_number(v) and v > 0,
+            'height': lambda v: _is_number(v) and v > 0,
+        },
+    )
+    categories = _entries(
+        path,
+        data,
+        'categories',
+        {
+            'id': _is_id,
+            'name': lambda v: isinstance(v, str),
+        },
+    )
+    annotations = _entries(
+        path,
+        data,
+        'annotations',
+        {
+            'id': _is_id,
+            'image_id': _is_id,
+            'category_id': _is_id,
+            'bbox': _is_bbox,
+            'area': _is_number,
+        },
+    )
 
     names = [c['name'] for c in categories.values()]
     if classes is None:
@@ -367,17 +426,19 @@ def check_coco_file(path: str,
         absent = [c for c in classes if c not in names]
         if absent:
             raise AnnotationError(
-                f'{path}: the config\'s classes {_some(absent)} are not '
+                f"{path}: the config's classes {_some(absent)} are not "
                 f'category names of this file (its categories: '
-                f'{", ".join(names) or "none"}); fix metainfo.classes')
-        twice = sorted({n for n in names if names.count(n) > 1} &
-                       set(classes))
+                f'{", ".join(names) or "none"}); fix metainfo.classes'
+            )
+        twice = sorted({n for n in names if names.count(n) > 1} & set(classes))
         if twice:
             raise AnnotationError(
                 f'{path}: category name(s) {", ".join(twice)} appear more '
-                'than once in "categories"')
-        wanted = {cid for cid, c in categories.items()
-                  if c['name'] in set(classes)}
+                'than once in "categories"'
+            )
+        wanted = {
+            cid for cid, c in categories.items() if c['name'] in set(classes)
+        }
 
     skipped: Dict[str, List[Any]] = defaultdict(list)
     images_with_class = set()
@@ -419,20 +480,24 @@ def check_coco_file(path: str,
             scored_images.add(ann['image_id'])
         if not (with_mask or eval_mask):
             continue
-        where = f'{path}: annotations id {ann_id!r} (image {ann["image_id"]!r})'
+        where = (
+            f'{path}: annotations id {ann_id!r} (image {ann["image_id"]!r})'
+        )
         segm = ann.get('segmentation')
         if not segm:
             raise AnnotationError(
                 f'{where} has no segmentation, but masks are '
-                + ('evaluated' if eval_mask else 'trained') +
-                '; give every instance a mask, or drop it from the file, or '
-                'use a box-only config')
+                + ('evaluated' if eval_mask else 'trained')
+                + '; give every instance a mask, or drop it from the file, or '
+                'use a box-only config'
+            )
         problem = _mask_problem(segm)
         if problem == 'invalid' or (problem and eval_mask):
             raise AnnotationError(
                 f'{where} has a malformed segmentation {segm!r:.80}: expected '
                 'polygons (lists of >= 6 numbers, x,y pairs) or RLE '
-                '({"size": [h, w], "counts": ...})')
+                '({"size": [h, w], "counts": ...})'
+            )
         if problem:
             skipped['bad_mask'].append(ann_id)
         elif isinstance(segm, dict):
@@ -440,7 +505,8 @@ def check_coco_file(path: str,
             if rle:
                 raise AnnotationError(
                     f'{where} {rle}; mmdet and pycocotools cannot use this '
-                    'mask: fix or remove it')
+                    'mask: fix or remove it'
+                )
     if invalid_boxes:
         first = annotations[invalid_boxes[0]]
         image = images[first['image_id']]
@@ -451,7 +517,8 @@ def check_coco_file(path: str,
             f'{first["bbox"]} in image {first["image_id"]!r} of '
             f'{image["width"]:g}x{image["height"]:g}); mmdet leaves them out '
             'but pycocotools, scoring this file, would count them as objects '
-            'never detected: fix or remove them')
+            'never detected: fix or remove them'
+        )
 
     filter_cfg = filter_cfg or {}
     if test_mode:
@@ -459,19 +526,28 @@ def check_coco_file(path: str,
     else:
         min_size = filter_cfg.get('min_size', 0) or 0
         kept = sum(
-            1 for img_id, img in images.items()
-            if (not filter_cfg.get('filter_empty_gt', False)
-                or img_id in images_with_class)
-            and min(img['width'], img['height']) >= min_size)
+            1
+            for img_id, img in images.items()
+            if (
+                not filter_cfg.get('filter_empty_gt', False)
+                or img_id in images_with_class
+            )
+            and min(img['width'], img['height']) >= min_size
+        )
     if kept == 0:
         if not images:
             why = 'it has no images'
         else:
-            why = (f'none of its {len(images)} images has an annotation of '
-                   'the config\'s classes' + (
-                       f' and is at least {filter_cfg["min_size"]} px'
-                       if filter_cfg.get('min_size') else '') +
-                   ' (filter_cfg)')
+            why = (
+                f'none of its {len(images)} images has an annotation of '
+                "the config's classes"
+                + (
+                    f' and is at least {filter_cfg["min_size"]} px'
+                    if filter_cfg.get('min_size')
+                    else ''
+                )
+                + ' (filter_cfg)'
+            )
         raise AnnotationError(f'{path}: the data set is empty: {why}')
 
     missing_files, bad_images = [], []
@@ -481,8 +557,9 @@ def check_coco_file(path: str,
             if not osp.isfile(file):
                 missing_files.append(file)
             elif read_images:
-                problem = _image_problem(file, img['width'], img['height'],
-                                         exif_orientation)
+                problem = _image_problem(
+                    file, img['width'], img['height'], exif_orientation
+                )
                 if problem:
                     bad_images.append((file, problem))
     order = list(SKIP_REASONS) + list(SCORED_REASONS)
@@ -494,4 +571,5 @@ def check_coco_file(path: str,
         skipped={r: skipped[r] for r in order if skipped.get(r)},
         missing_files=missing_files,
         scored_images=scored_images,
-        bad_images=bad_images)
+        bad_images=bad_images,
+    )

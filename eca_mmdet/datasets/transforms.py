@@ -12,6 +12,7 @@ missed and is not comparable. (For val/test sets the preflight already reads
 every image header and stops before the model is built; in training the size
 is compared here, on the decoded image, at no extra cost.)
 """
+
 import os.path as osp
 from typing import Any, Iterator, Optional, Set
 
@@ -21,8 +22,12 @@ from mmengine.logging import print_log
 
 from ..engine.errors import EcaMmdetError
 
-__all__ = ['ImageReadError', 'SafeLoadImageFromFile', 'guard_image_loading',
-           'SKIP_LOG']
+__all__ = [
+    'ImageReadError',
+    'SafeLoadImageFromFile',
+    'guard_image_loading',
+    'SKIP_LOG',
+]
 
 # Written to the work dir: one line per skipped training image.
 SKIP_LOG = 'skipped_images.txt'
@@ -50,8 +55,12 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         **kwargs: As :class:`mmcv.transforms.LoadImageFromFile`.
     """
 
-    def __init__(self, skip_unreadable: bool = True,
-                 skip_log: Optional[str] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        skip_unreadable: bool = True,
+        skip_log: Optional[str] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.skip_unreadable = skip_unreadable
         self.skip_log = skip_log
@@ -86,17 +95,23 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         h, w = results['img'].shape[:2]
         if (h, w) == (height, width):
             return None
-        return (f'the image is {w}x{h} pixels but its annotation says '
-                f'{width:g}x{height:g} (width x height); its boxes and masks '
-                'would not fit it')
+        return (
+            f'the image is {w}x{h} pixels but its annotation says '
+            f'{width:g}x{height:g} (width x height); its boxes and masks '
+            'would not fit it'
+        )
 
     @staticmethod
     def _reason(path: Any, error: Exception) -> str:
         if isinstance(error, FileNotFoundError) or (
-                isinstance(path, str) and not osp.exists(path)):
+            isinstance(path, str) and not osp.exists(path)
+        ):
             return 'file not found'
-        if isinstance(path, str) and osp.isfile(path) and \
-                osp.getsize(path) == 0:
+        if (
+            isinstance(path, str)
+            and osp.isfile(path)
+            and osp.getsize(path) == 0
+        ):
             return 'empty file (0 bytes)'
         if isinstance(error, AssertionError):  # mmcv: decoder returned None
             return 'not a decodable image (corrupt or truncated)'
@@ -112,16 +127,23 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         if self.skip_log:
             try:
                 listed = _append_once(self.skip_log, str(path), reason)
-                count = (f'{listed} distinct image(s) skipped in this run, '
-                         f'listed in {self.skip_log}')
+                count = (
+                    f'{listed} distinct image(s) skipped in this run, '
+                    f'listed in {self.skip_log}'
+                )
             except OSError:
                 pass
-        print_log(f'skipping training image {path}: {reason} ({count})',
-                  logger='current', level=30)
+        print_log(
+            f'skipping training image {path}: {reason} ({count})',
+            logger='current',
+            level=30,
+        )
 
     def __repr__(self) -> str:
-        return (super().__repr__()[:-1] +
-                f', skip_unreadable={self.skip_unreadable})')
+        return (
+            super().__repr__()[:-1]
+            + f', skip_unreadable={self.skip_unreadable})'
+        )
 
 
 def _append_once(log: str, path: str, reason: str) -> int:
@@ -132,6 +154,7 @@ def _append_once(log: str, path: str, reason: str) -> int:
     with open(log, 'a+') as f:
         try:
             import fcntl
+
             fcntl.flock(f, fcntl.LOCK_EX)
         except (ImportError, OSError):
             pass
@@ -160,8 +183,9 @@ def _pipelines(dataset: Any) -> Iterator[Any]:
         todo.append(getattr(ds, 'dataset', None))
 
 
-def guard_image_loading(dataset: Any, skip_unreadable: bool,
-                        skip_log: Optional[str] = None) -> int:
+def guard_image_loading(
+    dataset: Any, skip_unreadable: bool, skip_log: Optional[str] = None
+) -> int:
     """Replace every mmcv ``LoadImageFromFile`` in the pipelines of the built
     ``dataset`` (and the datasets it wraps) by a
     :class:`SafeLoadImageFromFile` with the same settings.

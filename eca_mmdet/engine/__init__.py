@@ -7,30 +7,56 @@ Importing it changes nothing in mmengine; :func:`enable_stack_fixes` (called
 by the project's tools, or ``custom_imports`` of ``eca_mmdet.stack_fixes`` in
 a config) installs the loader and the atomic backend (see :mod:`.fixes`).
 """
+
 from .atomic_io import AtomicLocalBackend, atomic_write
-from .checkpoint import (CheckpointLoadError, CheckpointMismatchError,
-                         ModelZooUnavailableError, UnsafeCheckpointError,
-                         checkpoint_mismatch, safe_checkpoint_global_names,
-                         safe_checkpoint_globals, safe_torch_load,
-                         state_dict_of)
-from .dist import (CPUDistributedDataParallel, DistSetupError,
-                   cleanup_distributed, get_launch_rank, setup_distributed)
+from .checkpoint import (
+    CheckpointLoadError,
+    CheckpointMismatchError,
+    ModelZooUnavailableError,
+    UnsafeCheckpointError,
+    checkpoint_mismatch,
+    safe_checkpoint_global_names,
+    safe_checkpoint_globals,
+    safe_torch_load,
+    state_dict_of,
+)
+from .dist import (
+    CPUDistributedDataParallel,
+    DistSetupError,
+    cleanup_distributed,
+    get_launch_rank,
+    setup_distributed,
+)
 from .errors import EcaMmdetError
-from .fixes import (disable_stack_fixes, enable_stack_fixes,
-                    stack_fixes_enabled)
+from .fixes import disable_stack_fixes, enable_stack_fixes, stack_fixes_enabled
 
 __all__ = [
-    'AtomicLocalBackend', 'atomic_write', 'CPUDistributedDataParallel',
-    'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
-    'state_dict_of', 'DistSetupError', 'EcaMmdetError',
-    'ModelZooUnavailableError', 'UnsafeCheckpointError',
-    'cleanup_distributed', 'disable_stack_fixes', 'enable_stack_fixes',
-    'get_launch_rank', 'safe_checkpoint_global_names',
-    'safe_checkpoint_globals', 'safe_torch_load', 'setup_distributed',
-    'stack_fixes_enabled'
+    'AtomicLocalBackend',
+    'atomic_write',
+    'CPUDistributedDataParallel',
+    'CheckpointLoadError',
+    'CheckpointMismatchError',
+    'checkpoint_mismatch',
+    'state_dict_of',
+    'DistSetupError',
+    'EcaMmdetError',
+    'ModelZooUnavailableError',
+    'UnsafeCheckpointError',
+    'cleanup_distributed',
+    'disable_stack_fixes',
+    'enable_stack_fixes',
+    'get_launch_rank',
+    'safe_checkpoint_global_names',
+    'safe_checkpoint_globals',
+    'safe_torch_load',
+    'setup_distributed',
+    'stack_fixes_enabled',
 ]
 
-from .work_dir_lock import (WorkDirBusyError, lock_work_dir,  # noqa: E402
-                            unlock_work_dir)
+from .work_dir_lock import (
+    WorkDirBusyError,
+    lock_work_dir,  # noqa: E402
+    unlock_work_dir,
+)
 
 __all__ += ['WorkDirBusyError', 'lock_work_dir', 'unlock_work_dir']

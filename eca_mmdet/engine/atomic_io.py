@@ -17,6 +17,7 @@ running), never those of a live process. The result gets the mode a
 plain ``open(path, 'wb')`` would give: the existing target's mode, else
 ``0o666 & ~umask`` (not ``tempfile.mkstemp``'s ``0o600``).
 """
+
 import contextlib
 import os
 import os.path as osp
@@ -31,8 +32,10 @@ from typing import BinaryIO, Dict, Iterator, List, Union
 from mmengine.fileio import LocalBackend
 
 __all__ = [
-    'AtomicLocalBackend', 'atomic_write', 'atomic_writer',
-    'remove_stale_temp_files'
+    'AtomicLocalBackend',
+    'atomic_write',
+    'atomic_writer',
+    'remove_stale_temp_files',
 ]
 
 TEMP_SUFFIX = '.ecatmp'
@@ -41,9 +44,10 @@ TEMP_SUFFIX = '.ecatmp'
 # a scan of a 5000-file directory costs ~15 ms).
 RESCAN_SECONDS = 60.0
 _last_scan: Dict[str, float] = {}
-_TEMP_NAME = re.compile(r'^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.'
-                        r'(?P<pid>\d+)\.[0-9a-f]+' + re.escape(TEMP_SUFFIX) +
-                        '$')
+_TEMP_NAME = re.compile(
+    r'^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.'
+    r'(?P<pid>\d+)\.[0-9a-f]+' + re.escape(TEMP_SUFFIX) + '$'
+)
 
 
 def _host() -> str:
@@ -74,8 +78,7 @@ def remove_stale_temp_files(directory: Union[str, Path]) -> List[str]:
         return removed
     for entry in entries:
         m = _TEMP_NAME.match(entry.name)
-        if not m or m.group('host') != host or \
-                _pid_alive(int(m.group('pid'))):
+        if not m or m.group('host') != host or _pid_alive(int(m.group('pid'))):
             continue
         try:
             os.unlink(entry.path)
@@ -142,8 +145,11 @@ def atomic_writer(filepath: Union[str, Path]) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
-                 encoding: str = 'utf-8') -> None:
+def atomic_write(
+    data: Union[bytes, str],
+    filepath: Union[str, Path],
+    encoding: str = 'utf-8',
+) -> None:
     """Write ``data`` to ``filepath`` via a temporary file and a rename."""
     with atomic_writer(filepath) as f:
         f.write(data.encode(encoding) if isinstance(data, str) else data)
@@ -155,6 +161,7 @@ class AtomicLocalBackend(LocalBackend):
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
         atomic_write(obj, filepath)
 
-    def put_text(self, obj: str, filepath: Union[str, Path],
-                 encoding: str = 'utf-8') -> None:
+    def put_text(
+        self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8'
+    ) -> None:
         atomic_write(obj, filepath, encoding)

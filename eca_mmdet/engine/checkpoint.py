@@ -16,6 +16,7 @@ A checkpoint that needs any other global is refused with
 :func:`eca_mmdet.engine.fixes.enable_stack_fixes` installs it (explicitly:
 importing this module changes nothing).
 """
+
 import os
 import os.path as osp
 import pickle
@@ -31,19 +32,27 @@ from mmengine.logging import HistoryBuffer
 from .errors import EcaMmdetError
 
 __all__ = [
-    'CheckpointLoadError', 'CheckpointMismatchError', 'checkpoint_mismatch',
+    'CheckpointLoadError',
+    'CheckpointMismatchError',
+    'checkpoint_mismatch',
     'checkpoint_file_problem',
-    'state_dict_of', 'ModelZooUnavailableError', 'UnsafeCheckpointError',
-    'load_from_local_safe', 'history_buffer_getattr',
+    'state_dict_of',
+    'ModelZooUnavailableError',
+    'UnsafeCheckpointError',
+    'load_from_local_safe',
+    'history_buffer_getattr',
     'safe_checkpoint_globals',
-    'safe_checkpoint_global_names', 'safe_torch_load',
-    'torchvision_importable'
+    'safe_checkpoint_global_names',
+    'safe_torch_load',
+    'torchvision_importable',
 ]
 
-CONVERT_HINT = ('convert the weights with `python tools/convert_weights.py '
-                'SRC DST` and set --cfg-options '
-                'model.backbone.init_cfg.checkpoint=DST, or set '
-                'model.backbone.init_cfg=None to train from scratch')
+CONVERT_HINT = (
+    'convert the weights with `python tools/convert_weights.py '
+    'SRC DST` and set --cfg-options '
+    'model.backbone.init_cfg.checkpoint=DST, or set '
+    'model.backbone.init_cfg=None to train from scratch'
+)
 
 
 # HistoryBuffer's built-in statistics; the buffer pickles its
@@ -56,8 +65,12 @@ def history_buffer_getattr(obj: Any, name: Any, *default: Any) -> Any:
     """Stands for ``builtins.getattr`` while loading a checkpoint, but only
     resolves ``getattr(HistoryBuffer, <statistic>)``; anything else (e.g.
     ``getattr(some_array, 'tofile')``) is an ``UnpicklingError``."""
-    if (obj is HistoryBuffer and not default and isinstance(name, str)
-            and name in HISTORY_BUFFER_STATISTICS):
+    if (
+        obj is HistoryBuffer
+        and not default
+        and isinstance(name, str)
+        and name in HISTORY_BUFFER_STATISTICS
+    ):
         return getattr(obj, name)
     if isinstance(obj, type):
         what = obj.__qualname__
@@ -66,7 +79,8 @@ def history_buffer_getattr(obj: Any, name: Any, *default: Any) -> Any:
     else:
         what = type(obj).__qualname__
     raise pickle.UnpicklingError(
-        f'{_GETATTR_REFUSED} builtins.getattr({what}, {name!r})')
+        f'{_GETATTR_REFUSED} builtins.getattr({what}, {name!r})'
+    )
 
 
 def safe_checkpoint_globals() -> List[Any]:
@@ -119,18 +133,25 @@ class CheckpointMismatchError(CheckpointLoadError):
 def state_dict_of(checkpoint: Any) -> Dict[str, torch.Tensor]:
     """The state dict of a loaded checkpoint (``state_dict`` entry or the
     dict itself), without DataParallel's ``module.`` prefixes."""
-    state = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else None
+    state = (
+        checkpoint.get('state_dict', checkpoint)
+        if isinstance(checkpoint, dict)
+        else None
+    )
     if not isinstance(state, dict):
         raise CheckpointLoadError('the checkpoint holds no state_dict')
-    return {(k[len('module.'):] if k.startswith('module.') else k): v
-            for k, v in state.items()}
+    return {
+        (k[len('module.') :] if k.startswith('module.') else k): v
+        for k, v in state.items()
+    }
 
 
-def checkpoint_mismatch(model: torch.nn.Module,
-                        state_dict: Dict[str, torch.Tensor],
-                        limit: int = 3,
-                        ignore_unexpected: bool = False) -> Optional[str]:
+def checkpoint_mismatch(
+    model: torch.nn.Module,
+    state_dict: Dict[str, torch.Tensor],
+    limit: int = 3,
+    ignore_unexpected: bool = False,
+) -> Optional[str]:
     """``None`` if ``state_dict`` fits ``model`` exactly, else a short text
     naming the first mismatched shapes, missing and unexpected keys.
 
@@ -148,19 +169,27 @@ def checkpoint_mismatch(model: torch.nn.Module,
         for k, v in state_dict.items()
         if k in own and hasattr(v, 'shape') and v.shape != own[k].shape
     ]
-    missing = [k for k in own if k not in state_dict
-               and not k.endswith('num_batches_tracked')]
-    unexpected = [] if ignore_unexpected else \
-        [k for k in state_dict if k not in own]
+    missing = [
+        k
+        for k in own
+        if k not in state_dict and not k.endswith('num_batches_tracked')
+    ]
+    unexpected = (
+        [] if ignore_unexpected else [k for k in state_dict if k not in own]
+    )
     parts = []
-    for what, items in (('shape mismatch', shapes),
-                        ('missing in checkpoint', missing),
-                        ('not in model', unexpected)):
+    for what, items in (
+        ('shape mismatch', shapes),
+        ('missing in checkpoint', missing),
+        ('not in model', unexpected),
+    ):
         if items:
-            more = f' (+{len(items) - limit} more)' if len(items) > limit \
-                else ''
-            parts.append(f'{what} {len(items)}: ' + '; '.join(items[:limit]) +
-                         more)
+            more = (
+                f' (+{len(items) - limit} more)' if len(items) > limit else ''
+            )
+            parts.append(
+                f'{what} {len(items)}: ' + '; '.join(items[:limit]) + more
+            )
     return ' | '.join(parts) or None
 
 
@@ -171,12 +200,14 @@ class UnsafeCheckpointError(CheckpointLoadError):
         filename (str): The checkpoint file.
         globals (list[str]): The disallowed globals it references.
     """
+
     filename = None
     globals: List[str] = []
 
     @classmethod
-    def for_file(cls, filename: str,
-                 disallowed: List[str]) -> 'UnsafeCheckpointError':
+    def for_file(
+        cls, filename: str, disallowed: List[str]
+    ) -> 'UnsafeCheckpointError':
         names = ', '.join(disallowed) or 'unknown'
         err = cls(
             f'refusing to load checkpoint {filename}: it references the '
@@ -185,7 +216,8 @@ class UnsafeCheckpointError(CheckpointLoadError):
             f'{", ".join(safe_checkpoint_global_names())}); unpickling such '
             'globals can run arbitrary code, so it was not loaded (nothing in '
             'it ran). Only use checkpoints you trust, re-saved as a plain '
-            'state_dict')
+            'state_dict'
+        )
         err.filename, err.globals = filename, list(disallowed)
         return err
 
@@ -194,13 +226,16 @@ class ModelZooUnavailableError(CheckpointLoadError):
     """A ``torchvision://``/``modelzoo://`` checkpoint was requested.
 
     Built with :meth:`for_uri`."""
+
     filename = None
 
     @classmethod
     def for_uri(cls, filename: str) -> 'ModelZooUnavailableError':
-        err = cls(f'cannot load {filename}: the torchvision model zoo is not '
-                  f'available here (no torchvision, no download); '
-                  f'{CONVERT_HINT}')
+        err = cls(
+            f'cannot load {filename}: the torchvision model zoo is not '
+            f'available here (no torchvision, no download); '
+            f'{CONVERT_HINT}'
+        )
         err.filename = filename
         return err
 
@@ -211,9 +246,13 @@ def _unpickler_reason(error: Exception) -> str:
     if 'WeightsUnpickler error:' in text:
         text = text.split('WeightsUnpickler error:', 1)[1]
     # never repeat torch's advice to retry with weights_only=False
-    lines = [line.strip() for line in text.splitlines() if line.strip()
-             and 'weights_only' not in line and 'can still be loaded'
-             not in line]
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip()
+        and 'weights_only' not in line
+        and 'can still be loaded' not in line
+    ]
     return lines[0] if lines else type(error).__name__
 
 
@@ -224,7 +263,8 @@ def _disallowed_globals(filename: str, error: Exception) -> List[str]:
     try:
         with torch.serialization.safe_globals(safe_checkpoint_globals()):
             found = torch.serialization.get_unsafe_globals_in_checkpoint(
-                filename)
+                filename
+            )
         found = sorted(g for g in found if g not in allowed)
     except Exception:  # legacy (non-zip) format: read torch's message
         found = sorted(set(re.findall(r'GLOBAL ([\w.]+)', str(error))))
@@ -248,38 +288,57 @@ def checkpoint_file_problem(filename: str) -> Optional[str]:
     if head.startswith(b'PK\x03\x04'):  # what torch.save writes
         if zipfile.is_zipfile(filename):
             return None
-        return ('is truncated or corrupt (a zip archive without its central '
-                'directory: an interrupted save or download?)')
+        return (
+            'is truncated or corrupt (a zip archive without its central '
+            'directory: an interrupted save or download?)'
+        )
     if head.startswith(b'\x80'):  # pickle protocol >= 2 (legacy format)
         return None
-    if len(head) >= 9 and head[8:9] == b'{' and \
-            int.from_bytes(head[:8], 'little') < size:
-        return ('is a safetensors file, not a PyTorch checkpoint (convert '
-                'it with tools/convert_weights.py SRC DST)')
+    if (
+        len(head) >= 9
+        and head[8:9] == b'{'
+        and int.from_bytes(head[:8], 'little') < size
+    ):
+        return (
+            'is a safetensors file, not a PyTorch checkpoint (convert '
+            'it with tools/convert_weights.py SRC DST)'
+        )
     if head.startswith(b'version https://git-lfs'):
-        return ('is not a PyTorch checkpoint (a Git LFS pointer file: run '
-                '`git lfs pull` to fetch the real file)')
+        return (
+            'is not a PyTorch checkpoint (a Git LFS pointer file: run '
+            '`git lfs pull` to fetch the real file)'
+        )
     stripped = head.lstrip().lower()
     if stripped.startswith((b'<!doctype html', b'<html', b'<?xml')):
-        return ('is not a PyTorch checkpoint (an HTML/XML page, e.g. an '
-                'error page saved by a failed download)')
+        return (
+            'is not a PyTorch checkpoint (an HTML/XML page, e.g. an '
+            'error page saved by a failed download)'
+        )
     try:
         text = head.decode('utf-8')
     except UnicodeDecodeError as e:  # maybe cut inside a multi-byte char
-        text = head[:e.start].decode('utf-8') \
-            if size > len(head) and e.start >= len(head) - 3 else None
-    if text is not None and all(c.isprintable() or c in '\t\n\r\f'
-                                for c in text):
+        text = (
+            head[: e.start].decode('utf-8')
+            if size > len(head) and e.start >= len(head) - 3
+            else None
+        )
+    if text is not None and all(
+        c.isprintable() or c in '\t\n\r\f' for c in text
+    ):
         first = text.strip().splitlines()[0][:40] if text.strip() else ''
-        return ('is not a PyTorch checkpoint (a text file' +
-                (f' starting with {first!r})' if first else ')'))
-    return (f'is not a PyTorch checkpoint (not a zip archive or a pickle: '
-            f'starts with bytes {head[:8].hex(" ")})')
+        return 'is not a PyTorch checkpoint (a text file' + (
+            f' starting with {first!r})' if first else ')'
+        )
+    return (
+        f'is not a PyTorch checkpoint (not a zip archive or a pickle: '
+        f'starts with bytes {head[:8].hex(" ")})'
+    )
 
 
-def safe_torch_load(filename: Union[str, os.PathLike],
-                    map_location: Optional[Union[str, Callable,
-                                                 torch.device]] = None):
+def safe_torch_load(
+    filename: Union[str, os.PathLike],
+    map_location: Optional[Union[str, Callable, torch.device]] = None,
+):
     """``torch.load(filename, weights_only=True)`` allowing exactly
     :func:`safe_checkpoint_globals` besides torch's defaults.
 
@@ -295,15 +354,17 @@ def safe_torch_load(filename: Union[str, os.PathLike],
     try:
         with torch.serialization.safe_globals(safe_checkpoint_globals()):
             return torch.load(
-                filename, map_location=map_location, weights_only=True)
+                filename, map_location=map_location, weights_only=True
+            )
     except Exception as e:  # noqa: BLE001 - judged below
         error = e
     problem = checkpoint_file_problem(filename)
     if problem:  # empty, text, HTML, ...: say so rather than torch's error
         raise CheckpointLoadError(f'checkpoint {filename} {problem}')
     if isinstance(error, pickle.UnpicklingError):
-        refused = re.search(_GETATTR_REFUSED + r' (builtins\.getattr\(.*?\))',
-                            str(error))
+        refused = re.search(
+            _GETATTR_REFUSED + r' (builtins\.getattr\(.*?\))', str(error)
+        )
         if refused:
             raise UnsafeCheckpointError.for_file(filename, [refused.group(1)])
         disallowed = _disallowed_globals(filename, error)
@@ -311,11 +372,13 @@ def safe_torch_load(filename: Union[str, os.PathLike],
             raise UnsafeCheckpointError.for_file(filename, disallowed)
         raise CheckpointLoadError(
             f'cannot load checkpoint {filename} with weights_only=True: '
-            f'{_unpickler_reason(error)}')
+            f'{_unpickler_reason(error)}'
+        )
     # truncated/corrupt files, bad object states
     raise CheckpointLoadError(
         f'cannot read checkpoint {filename}: {type(error).__name__}: '
-        f'{_unpickler_reason(error)}')
+        f'{_unpickler_reason(error)}'
+    )
 
 
 def torchvision_importable() -> bool:

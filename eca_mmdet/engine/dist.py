@@ -15,9 +15,11 @@ launcher's environment (torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/
 ``model_wrapper_cfg`` of type :class:`CPUDistributedDataParallel`, which
 drops the ``device_ids`` the Runner passes when the module is on the CPU.
 """
+
 import datetime
 import os
 import subprocess
+
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.model import MMDistributedDataParallel
@@ -27,14 +29,19 @@ from torch import distributed as torch_dist
 from .errors import EcaMmdetError, first_line
 
 __all__ = [
-    'CPUDistributedDataParallel', 'DistSetupError', 'cleanup_distributed',
-    'get_launch_rank', 'setup_distributed'
+    'CPUDistributedDataParallel',
+    'DistSetupError',
+    'cleanup_distributed',
+    'get_launch_rank',
+    'setup_distributed',
 ]
 
 DEFAULT_PORT = '29500'
-LAUNCH_HINT = ('start multi-process runs with tools/dist_train.sh CONFIG '
-               'NPROC (or python -m torch.distributed.run --nproc_per_node '
-               'NPROC tools/train.py CONFIG --launcher pytorch)')
+LAUNCH_HINT = (
+    'start multi-process runs with tools/dist_train.sh CONFIG '
+    'NPROC (or python -m torch.distributed.run --nproc_per_node '
+    'NPROC tools/train.py CONFIG --launcher pytorch)'
+)
 
 
 class DistSetupError(EcaMmdetError):
@@ -54,11 +61,13 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
     parent class.
     """
 
-    def __init__(self,
-                 module: torch.nn.Module,
-                 device_ids=None,
-                 output_device=None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        device_ids=None,
+        output_device=None,
+        **kwargs,
+    ) -> None:
         devices = {p.device.type for p in module.parameters()}
         if devices <= {'cpu'}:
             device_ids = None
@@ -67,7 +76,8 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             module=module,
             device_ids=device_ids,
             output_device=output_device,
-            **kwargs)
+            **kwargs,
+        )
 
 
 def get_launch_rank(launcher: str = 'pytorch') -> int:
@@ -87,14 +97,16 @@ def _require_env(launcher: str, names) -> None:
     if missing:
         raise DistSetupError(
             f'--launcher {launcher} needs the environment variable(s) '
-            f'{", ".join(missing)}, which are not set; {LAUNCH_HINT}')
+            f'{", ".join(missing)}, which are not set; {LAUNCH_HINT}'
+        )
 
 
 def _env_from_launcher(launcher: str) -> None:
     """Fill torch's ``env://`` variables from the launcher's own ones."""
     if launcher == 'pytorch':
-        _require_env(launcher, ('RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                                'MASTER_PORT'))
+        _require_env(
+            launcher, ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+        )
         os.environ.setdefault('LOCAL_RANK', '0')
     elif launcher == 'slurm':
         _require_env(launcher, ('SLURM_PROCID', 'SLURM_NTASKS'))
@@ -103,29 +115,38 @@ def _env_from_launcher(launcher: str) -> None:
         os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
         os.environ.setdefault('MASTER_PORT', DEFAULT_PORT)
         if 'MASTER_ADDR' not in os.environ:
-            _require_env(launcher, ('SLURM_NODELIST', ))
+            _require_env(launcher, ('SLURM_NODELIST',))
             node_list = os.environ['SLURM_NODELIST']
-            out = subprocess.run(['scontrol', 'show', 'hostnames', node_list],
-                                 capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                ['scontrol', 'show', 'hostnames', node_list],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             hosts = out.stdout.split()
             if out.returncode != 0 or not hosts:
                 raise DistSetupError(
                     f'--launcher slurm: cannot resolve the first host of '
                     f'SLURM_NODELIST={node_list} with scontrol; set '
-                    'MASTER_ADDR')
+                    'MASTER_ADDR'
+                )
             os.environ['MASTER_ADDR'] = hosts[0]
     elif launcher == 'mpi':
-        _require_env(launcher, ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
-                                'MASTER_ADDR'))
+        _require_env(
+            launcher,
+            ('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE', 'MASTER_ADDR'),
+        )
         os.environ['RANK'] = os.environ['OMPI_COMM_WORLD_RANK']
         os.environ['WORLD_SIZE'] = os.environ['OMPI_COMM_WORLD_SIZE']
         os.environ['LOCAL_RANK'] = os.environ.get(
-            'OMPI_COMM_WORLD_LOCAL_RANK', '0')
+            'OMPI_COMM_WORLD_LOCAL_RANK', '0'
+        )
         os.environ.setdefault('MASTER_PORT', DEFAULT_PORT)
     else:
         raise DistSetupError(
             f'unknown --launcher {launcher!r} (use none, pytorch, slurm or '
-            'mpi)')
+            'mpi)'
+        )
 
 
 def _cpu_wrapper_cfg(cfg: Config) -> ConfigDict:
@@ -134,10 +155,13 @@ def _cpu_wrapper_cfg(cfg: Config) -> ConfigDict:
         return ConfigDict(
             type='CPUDistributedDataParallel',
             broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
+            find_unused_parameters=cfg.get('find_unused_parameters', False),
+        )
     wrapper = ConfigDict(wrapper)
     if wrapper.get('type', 'MMDistributedDataParallel') in (
-            'MMDistributedDataParallel', MMDistributedDataParallel):
+        'MMDistributedDataParallel',
+        MMDistributedDataParallel,
+    ):
         wrapper.type = 'CPUDistributedDataParallel'
     return wrapper
 
@@ -177,7 +201,8 @@ def setup_distributed(cfg: Config, launcher: str) -> Config:
                 init_method='env://',
                 rank=int(os.environ['RANK']),
                 world_size=int(os.environ['WORLD_SIZE']),
-                **kwargs)
+                **kwargs,
+            )
         except (RuntimeError, ValueError) as e:
             raise DistSetupError(
                 'cannot start the gloo process group at '
@@ -196,4 +221,3 @@ def cleanup_distributed() -> None:
             torch_dist.destroy_process_group()
         except Exception:  # already torn down by a failing peer
             pass
-

@@ -37,6 +37,7 @@ torch's own safe globals are never changed (the allow-list is applied per
 load with ``torch.serialization.safe_globals``). :func:`disable_stack_fixes`
 restores exactly what was there before.
 """
+
 from typing import Any, Callable, Dict, Optional
 
 from mmengine.fileio import LocalBackend
@@ -45,8 +46,11 @@ from mmengine.fileio.backends import registry_utils
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .atomic_io import AtomicLocalBackend
-from .checkpoint import (ModelZooUnavailableError, load_from_local_safe,
-                         torchvision_importable)
+from .checkpoint import (
+    ModelZooUnavailableError,
+    load_from_local_safe,
+    torchvision_importable,
+)
 
 __all__ = ['disable_stack_fixes', 'enable_stack_fixes', 'stack_fixes_enabled']
 
@@ -89,17 +93,20 @@ def enable_stack_fixes() -> None:
     _saved = dict(
         schemes=CheckpointLoader._schemes.copy(),
         backends=registry_utils.backends.copy(),
-        prefix_to_backends=registry_utils.prefix_to_backends.copy())
+        prefix_to_backends=registry_utils.prefix_to_backends.copy(),
+    )
     CheckpointLoader.register_scheme(
-        prefixes='', loader=load_from_local_safe, force=True)
+        prefixes='', loader=load_from_local_safe, force=True
+    )
     for prefix in MODEL_ZOO_PREFIXES:
         original = CheckpointLoader._schemes.get(prefix)
         if original is not None:
             CheckpointLoader.register_scheme(
-                prefixes=prefix, loader=_model_zoo_loader(original),
-                force=True)
+                prefixes=prefix, loader=_model_zoo_loader(original), force=True
+            )
     registry_utils.register_backend(
-        'local', AtomicLocalBackend, force=True, prefixes='')
+        'local', AtomicLocalBackend, force=True, prefixes=''
+    )
     _drop_cached_backends(LocalBackend)
 
 
@@ -110,8 +117,10 @@ def disable_stack_fixes() -> None:
     if _saved is None:
         return
     CheckpointLoader._schemes = _saved['schemes']
-    for name, saved in (('backends', _saved['backends']),
-                        ('prefix_to_backends', _saved['prefix_to_backends'])):
+    for name, saved in (
+        ('backends', _saved['backends']),
+        ('prefix_to_backends', _saved['prefix_to_backends']),
+    ):
         current = getattr(registry_utils, name)
         current.clear()
         current.update(saved)

@@ -10,6 +10,7 @@ file holds the holder's pid, to name it in the refusal.
 ``flock`` is advisory and local: it does not protect a work dir shared
 between machines over NFS.
 """
+
 import errno
 import fcntl
 import os
@@ -18,8 +19,7 @@ from typing import Dict, Optional
 
 from .errors import EcaMmdetError
 
-__all__ = ['LOCK_FILE', 'WorkDirBusyError', 'lock_work_dir',
-           'unlock_work_dir']
+__all__ = ['LOCK_FILE', 'WorkDirBusyError', 'lock_work_dir', 'unlock_work_dir']
 
 LOCK_FILE = '.train.lock'
 
@@ -71,8 +71,8 @@ def lock_work_dir(work_dir: str, hold: bool = True) -> str:
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise WorkDirBusyError(
-                f'cannot lock the work dir {work_dir} ({path}): '
-                f'{e.strerror}') from None
+                f'cannot lock the work dir {work_dir} ({path}): {e.strerror}'
+            ) from None
         holder = f'pid {pid}' if pid is not None else 'a process'
         raise WorkDirBusyError(
             f'work dir {work_dir} is in use by another training ({holder} '
@@ -92,4 +92,3 @@ def unlock_work_dir(work_dir: str) -> None:
     fd = _HELD.pop(osp.abspath(work_dir), None)
     if fd is not None:
         os.close(fd)
-

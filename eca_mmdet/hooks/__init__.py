@@ -20,6 +20,7 @@ The project's configs list the safety hooks (``NonFiniteLossHook``,
 own ``tools/train.py`` keeps them; our ``tools/train.py`` adds any that a
 config lacks.
 """
+
 from .eca_gate_stats import EcaGateStatsHook
 from .epoch_seed import EpochSeedHook
 from .image_loading import SafeImageLoadingHook
@@ -29,7 +30,12 @@ from .progress_gif import ProgressGifHook
 from .render import RenderPredictionsHook
 
 __all__ = [
-    'EcaGateStatsHook', 'EpochSeedHook', 'NonFiniteLossError',
-    'NonFiniteLossHook', 'ProgressGifHook', 'RenderPredictionsHook',
-    'SafeImageLoadingHook', 'ScaleLrHook'
+    'EcaGateStatsHook',
+    'EpochSeedHook',
+    'NonFiniteLossError',
+    'NonFiniteLossHook',
+    'ProgressGifHook',
+    'RenderPredictionsHook',
+    'SafeImageLoadingHook',
+    'ScaleLrHook',
 ]

@@ -12,6 +12,7 @@ are its ground-truth labels). The gates are those of the validation
 forward passes themselves (batched as the val loader batches), recorded by
 :func:`eca_mmdet.models.record_gates`: nothing is run twice.
 """
+
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -34,6 +35,7 @@ class EcaGateStatsHook(Hook):
         prefix (str): Scalar names are ``<prefix>/<stage>_<stat>``.
             Defaults to ``'eca'``.
     """
+
     # before LoggerHook (BELOW_NORMAL) writes the validation line
     priority = 'NORMAL'
 
@@ -47,8 +49,11 @@ class EcaGateStatsHook(Hook):
 
     @staticmethod
     def _backbone(runner):
-        model = runner.model.module if is_model_wrapper(runner.model) \
+        model = (
+            runner.model.module
+            if is_model_wrapper(runner.model)
             else runner.model
+        )
         return getattr(model, 'backbone', model)
 
     def before_val_epoch(self, runner) -> None:
@@ -58,16 +63,21 @@ class EcaGateStatsHook(Hook):
             if not self._warned:
                 runner.logger.warning(
                     'EcaGateStatsHook: the model has no ECA layers; no gate '
-                    'statistics are logged')
+                    'statistics are logged'
+                )
                 self._warned = True
             return
         self._rows, self._labels = {}, []
         self._context = record_gates(backbone)
         self._recorder = self._context.__enter__()
 
-    def after_val_iter(self, runner, batch_idx: int,
-                       data_batch: Optional[dict] = None,
-                       outputs=None) -> None:
+    def after_val_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch: Optional[dict] = None,
+        outputs=None,
+    ) -> None:
         if self._recorder is None:
             return
         gates = self._recorder.take()
@@ -79,8 +89,11 @@ class EcaGateStatsHook(Hook):
             self._rows.setdefault(name, []).append(rows[:n].numpy())
         for sample in samples:
             inst = sample.get('gt_instances')
-            labels = [] if inst is None or 'labels' not in inst else \
-                sorted(set(inst.labels.tolist()))
+            labels = (
+                []
+                if inst is None or 'labels' not in inst
+                else sorted(set(inst.labels.tolist()))
+            )
             self._labels.append(labels)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
@@ -88,8 +101,10 @@ class EcaGateStatsHook(Hook):
             return
         names = list(self._recorder.names)
         self._stop()
-        local = ({n: np.concatenate(r) for n, r in self._rows.items()},
-                 self._labels)
+        local = (
+            {n: np.concatenate(r) for n, r in self._rows.items()},
+            self._labels,
+        )
         self._rows, self._labels = {}, []
         parts = all_gather_object(local)
         labels = [lb for _, part in parts for lb in part]
@@ -97,20 +112,28 @@ class EcaGateStatsHook(Hook):
             return
         names = [n for n in names if all(n in g for g, _ in parts)]
         gates = {n: np.concatenate([g[n] for g, _ in parts]) for n in names}
-        classes = list((runner.val_dataloader.dataset.metainfo or {}).get(
-            'classes') or ())
+        classes = list(
+            (runner.val_dataloader.dataset.metainfo or {}).get('classes') or ()
+        )
         num = max([len(classes)] + [max(lb) + 1 for lb in labels if lb])
         membership = np.zeros((len(labels), num), bool)
         for row, lbs in enumerate(labels):
             membership[row, lbs] = True
         class_names = classes + [str(i) for i in range(len(classes), num)]
-        gate_set = GateSet(names, gates, np.arange(len(labels)),
-                           [''] * len(labels), class_names, membership)
+        gate_set = GateSet(
+            names,
+            gates,
+            np.arange(len(labels)),
+            [''] * len(labels),
+            class_names,
+            membership,
+        )
         for stage, stats in stage_stats(gate_set).items():
             for key, value in stats.items():
                 if np.isfinite(value):
                     runner.message_hub.update_scalar(
-                        f'val/{self.prefix}/{stage}_{key}', float(value))
+                        f'val/{self.prefix}/{stage}_{key}', float(value)
+                    )
 
     def after_run(self, runner) -> None:
         self._stop()

@@ -1,5 +1,6 @@
 """Reseed the random generators at every epoch, so that a resumed run
 repeats an uninterrupted one."""
+
 import random
 
 import numpy as np
@@ -30,6 +31,7 @@ class EpochSeedHook(Hook):
     non-persistent workers, and deterministic kernels). ``tools/train.py``
     adds it. Dataloader workers are seeded by mmengine's ``worker_init_fn``.
     """
+
     priority = 'VERY_HIGH'
 
     def before_train_epoch(self, runner) -> None:

@@ -1,4 +1,5 @@
 """Skip unreadable training images, stop at unreadable evaluation images."""
+
 import os.path as osp
 
 from mmdet.registry import HOOKS
@@ -26,6 +27,7 @@ class SafeImageLoadingHook(Hook):
         skip_train (bool): Skip unreadable training images (True) or stop
             like evaluation does (False).
     """
+
     priority = 'VERY_HIGH'
 
     def __init__(self, skip_train: bool = True) -> None:
@@ -39,9 +41,12 @@ class SafeImageLoadingHook(Hook):
 
     def before_train(self, runner) -> None:
         guard_image_loading(
-            self._dataset(runner, 'train'), self.skip_train,
+            self._dataset(runner, 'train'),
+            self.skip_train,
             osp.join(osp.abspath(runner.work_dir), SKIP_LOG)
-            if self.skip_train else None)
+            if self.skip_train
+            else None,
+        )
         guard_image_loading(self._dataset(runner, 'val'), False)
 
     def before_val(self, runner) -> None:

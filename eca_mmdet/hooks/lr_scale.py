@@ -1,4 +1,5 @@
 """Scale the learning rate of a (resumed) run."""
+
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 
@@ -14,6 +15,7 @@ class ScaleLrHook(Hook):
         factor (float): Factor applied to every parameter group's rate and to
             the learning-rate schedulers' base rates.
     """
+
     priority = 'VERY_HIGH'
 
     def __init__(self, factor: float) -> None:
@@ -23,8 +25,9 @@ class ScaleLrHook(Hook):
 
     def before_train(self, runner) -> None:
         wrappers = runner.optim_wrapper
-        wrappers = wrappers.values() if hasattr(wrappers, 'values') \
-            else [wrappers]
+        wrappers = (
+            wrappers.values() if hasattr(wrappers, 'values') else [wrappers]
+        )
         for wrapper in wrappers:
             for group in wrapper.optimizer.param_groups:
                 group['lr'] *= self.factor
@@ -36,6 +39,8 @@ class ScaleLrHook(Hook):
         for scheduler in schedulers:
             if getattr(scheduler, 'param_name', None) == 'lr':
                 scheduler.base_values = [
-                    v * self.factor for v in scheduler.base_values]
+                    v * self.factor for v in scheduler.base_values
+                ]
                 scheduler._last_value = [
-                    v * self.factor for v in scheduler._last_value]
+                    v * self.factor for v in scheduler._last_value
+                ]

@@ -32,6 +32,7 @@ GIF writing. The hook logs its seconds per call and the share of the epoch's
 training time (also kept in :attr:`ProgressGifHook.timings`). A failure while
 drawing is logged as a warning and never stops training.
 """
+
 import copy
 import os
 import os.path as osp
@@ -40,16 +41,21 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmdet.registry import HOOKS
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmdet.registry import HOOKS
-
-from ..visualization import (StableColorDetVisualizer, compose_frame,
-                             format_caption, frame_files, read_image,
-                             save_image, write_gif)
+from ..visualization import (
+    StableColorDetVisualizer,
+    compose_frame,
+    format_caption,
+    frame_files,
+    read_image,
+    save_image,
+    write_gif,
+)
 
 __all__ = ['ProgressGifHook']
 
@@ -61,17 +67,19 @@ class ProgressGifHook(Hook):
 
     priority = 'LOW'  # after the logger and checkpoint hooks have their say
 
-    def __init__(self,
-                 enabled: bool = True,
-                 num_images: int = 4,
-                 indices: Optional[Sequence[int]] = None,
-                 score_thr: float = 0.3,
-                 fps: float = 2.0,
-                 size: int = 256,
-                 cols: Optional[int] = None,
-                 out_dir: Optional[str] = None,
-                 frames_dirname: str = 'progress_frames',
-                 gif_name: str = 'progress.gif') -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        num_images: int = 4,
+        indices: Optional[Sequence[int]] = None,
+        score_thr: float = 0.3,
+        fps: float = 2.0,
+        size: int = 256,
+        cols: Optional[int] = None,
+        out_dir: Optional[str] = None,
+        frames_dirname: str = 'progress_frames',
+        gif_name: str = 'progress.gif',
+    ) -> None:
         if num_images < 1 and not indices:
             raise ValueError('ProgressGifHook needs num_images >= 1')
         self.enabled = bool(enabled)
@@ -135,7 +143,8 @@ class ProgressGifHook(Hook):
         images = [read_image(item['data_samples'].img_path) for item in items]
         self._samples = (images, pseudo_collate(items))
         self._visualizer = StableColorDetVisualizer(
-            name=f'eca_progress_gif_{id(self)}').set_meta(dataset.metainfo)
+            name=f'eca_progress_gif_{id(self)}'
+        ).set_meta(dataset.metainfo)
 
     def _raise_score_thr(self, model) -> list:
         """Let the heads drop what the frame would not draw anyway.
@@ -182,34 +191,53 @@ class ProgressGifHook(Hook):
             format_caption(runner.epoch, metrics),
             size=self.size,
             cols=self.cols,
-            score_thr=self.score_thr)
+            score_thr=self.score_thr,
+        )
 
-    def after_val_epoch(self, runner,
-                        metrics: Optional[Dict[str, float]] = None) -> None:
+    def after_val_epoch(
+        self, runner, metrics: Optional[Dict[str, float]] = None
+    ) -> None:
         if not (self.enabled and self._training and is_main_process()):
             return
         start = time.perf_counter()
         try:
             frame = self.render_frame(runner, metrics)
             frames_dir = self.frames_dir(runner)
-            save_image(frame,
-                       osp.join(frames_dir, f'epoch_{runner.epoch:03d}.png'))
-            write_gif([p for _, p in frame_files(frames_dir)],
-                      self.gif_path(runner), fps=self.fps)
-            runner.visualizer.add_image('progress', np.asarray(frame),
-                                        step=runner.epoch)
+            save_image(
+                frame, osp.join(frames_dir, f'epoch_{runner.epoch:03d}.png')
+            )
+            write_gif(
+                [p for _, p in frame_files(frames_dir)],
+                self.gif_path(runner),
+                fps=self.fps,
+            )
+            runner.visualizer.add_image(
+                'progress', np.asarray(frame), step=runner.epoch
+            )
         except Exception as e:  # noqa: BLE001 - never stop the training
             runner.logger.warning(
                 f'ProgressGifHook: no frame for epoch {runner.epoch}: '
-                f'{type(e).__name__}: {e}')
+                f'{type(e).__name__}: {e}'
+            )
             return
         seconds = time.perf_counter() - start
         train_time = self._epoch_train_time
         self.timings.append(
-            dict(epoch=runner.epoch, seconds=seconds,
-                 train_epoch_seconds=train_time or float('nan')))
-        share = (f' = {100.0 * seconds / train_time:.1f}% of the epoch\'s '
-                 f'{train_time:.1f}s training time') if train_time else ''
+            dict(
+                epoch=runner.epoch,
+                seconds=seconds,
+                train_epoch_seconds=train_time or float('nan'),
+            )
+        )
+        share = (
+            (
+                f" = {100.0 * seconds / train_time:.1f}% of the epoch's "
+                f'{train_time:.1f}s training time'
+            )
+            if train_time
+            else ''
+        )
         runner.logger.info(
             f'ProgressGifHook: epoch {runner.epoch} frame + '
-            f'{self.gif_name} in {seconds:.2f}s{share}')
+            f'{self.gif_name} in {seconds:.2f}s{share}'
+        )

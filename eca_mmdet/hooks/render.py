@@ -23,20 +23,24 @@ is rank 0's share of the images).
 ``out_dir='DIR'`` (the former argument) is the same as ``draw=True,
 test_out_dir='DIR'``.
 """
+
 import os.path as osp
 from typing import List, Optional, Sequence
 
 import mmcv
+from mmdet.engine.hooks import DetVisualizationHook
+from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
 from mmengine.fileio import get
 from mmengine.visualization import Visualizer
 
-from mmdet.engine.hooks import DetVisualizationHook
-from mmdet.registry import HOOKS
-
-from ..visualization import (CONTACT_SHEET, StableColorDetVisualizer,
-                             check_score_thr, rendering_name,
-                             write_contact_sheet)
+from ..visualization import (
+    CONTACT_SHEET,
+    StableColorDetVisualizer,
+    check_score_thr,
+    rendering_name,
+    write_contact_sheet,
+)
 
 __all__ = ['RenderPredictionsHook']
 
@@ -61,33 +65,39 @@ class RenderPredictionsHook(DetVisualizationHook):
             (``interval``, ``show``, ``wait_time``, ``backend_args``).
     """
 
-    def __init__(self,
-                 draw: bool = False,
-                 test_out_dir: Optional[str] = None,
-                 score_thr: float = 0.3,
-                 draw_gt: bool = True,
-                 contact_sheet: bool = True,
-                 max_sheet_images: int = 100,
-                 out_dir: Optional[str] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        draw: bool = False,
+        test_out_dir: Optional[str] = None,
+        score_thr: float = 0.3,
+        draw_gt: bool = True,
+        contact_sheet: bool = True,
+        max_sheet_images: int = 100,
+        out_dir: Optional[str] = None,
+        **kwargs,
+    ) -> None:
         if out_dir is not None:
             draw, test_out_dir = True, osp.abspath(out_dir)
         try:
             Visualizer.get_current_instance()
         except RuntimeError:  # no runner (yet): a visualizer of our own
             StableColorDetVisualizer.get_instance(
-                f'eca_test_visualizer_{id(self)}')
+                f'eca_test_visualizer_{id(self)}'
+            )
         super().__init__(
             draw=draw,
             test_out_dir=test_out_dir,
             score_thr=check_score_thr(
-                score_thr, f'{type(self).__name__}.score_thr'),
-            **kwargs)
+                score_thr, f'{type(self).__name__}.score_thr'
+            ),
+            **kwargs,
+        )
         if not isinstance(self._visualizer, StableColorDetVisualizer):
             # a config naming mmdet's visualizer: same backends, our colours
             backends = self._visualizer._vis_backends
             self._visualizer = StableColorDetVisualizer(
-                name=f'eca_test_visualizer_{id(self)}')
+                name=f'eca_test_visualizer_{id(self)}'
+            )
             self._visualizer._vis_backends = backends
         self.draw_gt = draw_gt
         self.contact_sheet = contact_sheet
@@ -102,8 +112,13 @@ class RenderPredictionsHook(DetVisualizationHook):
         if meta is not None:
             self._visualizer.dataset_meta = dict(meta)
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
-                        outputs: Optional[Sequence] = None) -> None:
+    def after_test_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch=None,
+        outputs: Optional[Sequence] = None,
+    ) -> None:
         """mmdet's test-time drawing, with names from
         :func:`~eca_mmdet.visualization.rendering_name` (unique in the run)
         and each written path kept in :attr:`written`."""
@@ -111,19 +126,23 @@ class RenderPredictionsHook(DetVisualizationHook):
             return
         out_dir = None
         if self.test_out_dir is not None:
-            out_dir = osp.join(runner.work_dir, runner.timestamp,
-                               self.test_out_dir) \
-                if not osp.isabs(self.test_out_dir) else self.test_out_dir
+            out_dir = (
+                osp.join(runner.work_dir, runner.timestamp, self.test_out_dir)
+                if not osp.isabs(self.test_out_dir)
+                else self.test_out_dir
+            )
         for sample in outputs:
             self._test_index += 1
             img_path = sample.img_path
             img = mmcv.imfrombytes(
                 get(img_path, backend_args=self.backend_args),
-                channel_order='rgb')
+                channel_order='rgb',
+            )
             out_file = None
             if out_dir is not None:
-                name = rendering_name(img_path, self._used_names,
-                                      sample.metainfo.get('img_id'))
+                name = rendering_name(
+                    img_path, self._used_names, sample.metainfo.get('img_id')
+                )
                 out_file = osp.join(out_dir, f'{name}.png')
             self._visualizer.add_datasample(
                 osp.basename(img_path) if self.show else 'test_img',
@@ -134,17 +153,20 @@ class RenderPredictionsHook(DetVisualizationHook):
                 wait_time=self.wait_time,
                 pred_score_thr=self.score_thr,
                 out_file=out_file,
-                step=self._test_index)
+                step=self._test_index,
+            )
             if out_file is not None:
                 self.written.append(out_file)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         if not (self.contact_sheet and self.written and is_main_process()):
             return
-        shown = self.written[:self.max_sheet_images]
+        shown = self.written[: self.max_sheet_images]
         out_dir = osp.dirname(shown[0])
         path = write_contact_sheet(
-            shown, osp.join(out_dir, f'{CONTACT_SHEET}.png'))
+            shown, osp.join(out_dir, f'{CONTACT_SHEET}.png')
+        )
         runner.logger.info(
             f'{type(self).__name__}: {len(self.written)} renderings in '
-            f'{out_dir}, contact sheet ({len(shown)}) {path}')
+            f'{out_dir}, contact sheet ({len(shown)}) {path}'
+        )

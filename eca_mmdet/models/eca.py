@@ -1,4 +1,5 @@
 """Efficient Channel Attention (ECA-Net, CVPR 2020, arXiv:1910.03151)."""
+
 import math
 from typing import Callable, Optional
 
@@ -17,10 +18,16 @@ def adaptive_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
 
 def check_kernel_size(k_size: int, name: str = 'k_size') -> int:
     """Return ``k_size`` if it is a positive odd int, else raise ValueError."""
-    if isinstance(k_size, bool) or not isinstance(k_size, int) \
-            or k_size < 1 or k_size % 2 == 0:
-        raise ValueError(f'{name} must be a positive odd integer '
-                         f'(the 1-D conv keeps the channel count), got {k_size!r}')
+    if (
+        isinstance(k_size, bool)
+        or not isinstance(k_size, int)
+        or k_size < 1
+        or k_size % 2 == 0
+    ):
+        raise ValueError(
+            f'{name} must be a positive odd integer '
+            f'(the 1-D conv keeps the channel count), got {k_size!r}'
+        )
     return k_size
 
 
@@ -46,30 +53,36 @@ class ECALayer(nn.Module):
             residual add (one pass, the default); False runs the paper's
             straightforward form (:func:`eca_reference`) for comparison.
     """
+
     _abbr_ = 'eca'
     # Called with (layer, gate) for every gate this layer computes, while
     # eca_mmdet.models.record_gates is active; otherwise None, and the only
     # cost is this check.
     gate_sink: Optional[Callable[['ECALayer', Tensor], None]] = None
 
-    def __init__(self,
-                 channels: Optional[int] = None,
-                 k_size: Optional[int] = None,
-                 gamma: float = 2,
-                 b: float = 1,
-                 in_channels: Optional[int] = None,
-                 fused: bool = True) -> None:
+    def __init__(
+        self,
+        channels: Optional[int] = None,
+        k_size: Optional[int] = None,
+        gamma: float = 2,
+        b: float = 1,
+        in_channels: Optional[int] = None,
+        fused: bool = True,
+    ) -> None:
         super().__init__()
         channels = channels if channels is not None else in_channels
         if k_size is None:
             if channels is None:
-                raise ValueError('ECALayer needs channels (or in_channels) '
-                                 'when k_size is None')
+                raise ValueError(
+                    'ECALayer needs channels (or in_channels) '
+                    'when k_size is None'
+                )
             k_size = adaptive_kernel_size(channels, gamma, b)
         self.k_size = check_kernel_size(k_size)
         self.fused = fused
-        self.conv = nn.Conv1d(1, 1, self.k_size, padding=self.k_size // 2,
-                              bias=False)
+        self.conv = nn.Conv1d(
+            1, 1, self.k_size, padding=self.k_size // 2, bias=False
+        )
 
     def gate(self, x: Tensor) -> Tensor:
         """The per-channel attention weights of ``x``, shaped (N, C, 1, 1)."""
@@ -85,8 +98,9 @@ class ECALayer(nn.Module):
         """Scale ``x`` by its channel attention."""
         return x * self.gate(x)
 
-    def forward_residual(self, x: Tensor, identity: Tensor,
-                         inplace: bool = False) -> Tensor:
+    def forward_residual(
+        self, x: Tensor, identity: Tensor, inplace: bool = False
+    ) -> Tensor:
         """``identity + self(x)``.
 
         Fused (default): the gate is folded into the add, and when gradients
@@ -113,19 +127,27 @@ class ECALayer(nn.Module):
                 self.gate_sink(self, gate)
             return _add_scaled(identity, x, gate)
         if torch.is_grad_enabled() and any(
-                t.requires_grad for t in (x, identity, weight)):
+            t.requires_grad for t in (x, identity, weight)
+        ):
             if self.gate_sink is not None:  # the gate _ECAResidual computes
-                self.gate_sink(self, _gate(x.detach().mean((2, 3)),
-                                           weight.detach()))
+                self.gate_sink(
+                    self, _gate(x.detach().mean((2, 3)), weight.detach())
+                )
             return _ECAResidual.apply(x, identity, weight)
         gate = _gate(x.mean((2, 3)), weight)
         if self.gate_sink is not None:
             self.gate_sink(self, gate)
         return torch.addcmul(identity, x, gate, out=x if inplace else None)
 
-    def forward_affine_residual(self, y: Tensor, identity: Tensor,
-                                scale: Tensor, shift: Tensor, pooled: Tensor,
-                                inplace: bool = False) -> Tensor:
+    def forward_affine_residual(
+        self,
+        y: Tensor,
+        identity: Tensor,
+        scale: Tensor,
+        shift: Tensor,
+        pooled: Tensor,
+        inplace: bool = False,
+    ) -> Tensor:
         """``identity + self(y * scale + shift)`` for a per-channel affine
         map, e.g. a BatchNorm on running statistics applied to ``y``.
 
@@ -151,9 +173,16 @@ class ECALayer(nn.Module):
                 self.gate_sink(self, gate)
             return identity + x * gate.expand_as(x)
         if graph_capture():
-            z = F.batch_norm(y, torch.zeros_like(scale),
-                             torch.ones_like(scale), scale, shift, False,
-                             0.0, 0.0)
+            z = F.batch_norm(
+                y,
+                torch.zeros_like(scale),
+                torch.ones_like(scale),
+                scale,
+                shift,
+                False,
+                0.0,
+                0.0,
+            )
             return self.forward_pooled_residual(z, identity, pooled)
         gate = _gate(pooled, self.conv.weight)
         if self.gate_sink is not None:
@@ -162,14 +191,18 @@ class ECALayer(nn.Module):
         gate_scale = (scale.view(1, c, 1, 1) * gate).to(y.dtype)
         gate_shift = (shift.view(1, c, 1, 1) * gate).to(y.dtype)
         if torch.is_grad_enabled() and any(
-                t.requires_grad for t in (y, identity, gate_scale, gate_shift)):
-            return _ScaleShiftResidual.apply(y, identity, gate_scale,
-                                             gate_shift)
-        return _scale_shift(y, gate_scale, gate_shift,
-                            inplace=inplace).add_(identity)
+            t.requires_grad for t in (y, identity, gate_scale, gate_shift)
+        ):
+            return _ScaleShiftResidual.apply(
+                y, identity, gate_scale, gate_shift
+            )
+        return _scale_shift(y, gate_scale, gate_shift, inplace=inplace).add_(
+            identity
+        )
 
-    def forward_pooled_residual(self, x: Tensor, identity: Tensor,
-                                pooled: Tensor) -> Tensor:
+    def forward_pooled_residual(
+        self, x: Tensor, identity: Tensor, pooled: Tensor
+    ) -> Tensor:
         """``identity + x * gate`` with the gate of ``pooled``
         (``x.mean((2, 3))``, computed by the caller, e.g. from a cheaper
         tensor), in plain tensor ops: the form for graph capture."""
@@ -197,8 +230,9 @@ def graph_capture() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
-def _plain_gate(pooled: Tensor, weight: Tensor,
-                dtype: Optional[torch.dtype] = None) -> Tensor:
+def _plain_gate(
+    pooled: Tensor, weight: Tensor, dtype: Optional[torch.dtype] = None
+) -> Tensor:
     """:func:`_gate` without sizes taken as Python ints (for tracing and
     export): (N, C) -> (N, C, 1, 1), in ``dtype`` if given."""
     k = weight.shape[-1]
@@ -257,22 +291,29 @@ class _ECAResidual(torch.autograd.Function):
                 p = pooled.detach().requires_grad_(need_x)
                 # in the dtype autocast ran the forward's conv in (backward
                 # runs outside autocast)
-                wt = weight.detach().to(pooled.dtype).requires_grad_(
-                    need_weight)
+                wt = (
+                    weight.detach()
+                    .to(pooled.dtype)
+                    .requires_grad_(need_weight)
+                )
                 inputs = [t for t in (p, wt) if t.requires_grad]
-                grads = list(torch.autograd.grad(
-                    _gate(p, wt).view(n, c), inputs, dgate))
+                grads = list(
+                    torch.autograd.grad(_gate(p, wt).view(n, c), inputs, dgate)
+                )
             dpooled = grads.pop(0) if need_x else None
-            grad_weight = grads.pop(0).to(weight.dtype) if need_weight \
-                else None
+            grad_weight = (
+                grads.pop(0).to(weight.dtype) if need_weight else None
+            )
         if need_x:
-            grad_x = torch.addcmul(dpooled.view(n, c, 1, 1) / (h * w), grad,
-                                   gate)
+            grad_x = torch.addcmul(
+                dpooled.view(n, c, 1, 1) / (h * w), grad, gate
+            )
         return grad_x, grad if need_identity else None, grad_weight
 
 
-def _scale_shift(y: Tensor, scale: Tensor, shift: Tensor,
-                 inplace: bool = False) -> Tensor:
+def _scale_shift(
+    y: Tensor, scale: Tensor, shift: Tensor, inplace: bool = False
+) -> Tensor:
     """``y * scale + shift`` with (N, C, 1, 1) ``scale`` and ``shift``: by
     the BatchNorm inference kernel (each (n, c) a channel) on a contiguous
     ``y``, the kernel a frozen BN runs anyway; else ``addcmul`` (into ``y``
@@ -281,9 +322,16 @@ def _scale_shift(y: Tensor, scale: Tensor, shift: Tensor,
     if not y.is_contiguous():
         return torch.addcmul(shift, y, scale, out=y if inplace else None)
     stats = y.new_zeros(n * c, dtype=scale.dtype)
-    out = F.batch_norm(y.view(1, n * c, h, w), stats, torch.ones_like(stats),
-                       scale.reshape(n * c), shift.reshape(n * c),
-                       False, 0.0, 0.0)
+    out = F.batch_norm(
+        y.view(1, n * c, h, w),
+        stats,
+        torch.ones_like(stats),
+        scale.reshape(n * c),
+        shift.reshape(n * c),
+        False,
+        0.0,
+        0.0,
+    )
     # not a view: the blocks' in-place ReLU may then modify a custom
     # Function's output
     return torch.ops.aten._unsafe_view(out, (n, c, h, w))
@@ -301,8 +349,9 @@ class _ScaleShiftResidual(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y: Tensor, identity: Tensor, scale: Tensor,
-                shift: Tensor) -> Tensor:
+    def forward(
+        ctx, y: Tensor, identity: Tensor, scale: Tensor, shift: Tensor
+    ) -> Tensor:
         ctx.save_for_backward(y, scale)
         return _scale_shift(y, scale, shift).add_(identity)
 
@@ -315,12 +364,20 @@ class _ScaleShiftResidual(torch.autograd.Function):
         if y.is_contiguous() and grad.is_contiguous():
             nc = n * c
             stats = y.new_zeros(nc, dtype=scale.dtype)
-            grad_y, grad_scale, grad_shift = \
+            grad_y, grad_scale, grad_shift = (
                 torch.ops.aten.native_batch_norm_backward(
-                    grad.view(1, nc, h, w), y.view(1, nc, h, w),
-                    scale.reshape(nc), stats, torch.ones_like(stats),
-                    None, None, False, 0.0,
-                    [need_y, need_scale, need_shift])
+                    grad.view(1, nc, h, w),
+                    y.view(1, nc, h, w),
+                    scale.reshape(nc),
+                    stats,
+                    torch.ones_like(stats),
+                    None,
+                    None,
+                    False,
+                    0.0,
+                    [need_y, need_scale, need_shift],
+                )
+            )
             grad_y = grad_y.view(n, c, h, w) if need_y else None
             grad_scale = grad_scale.view(n, c, 1, 1) if need_scale else None
             grad_shift = grad_shift.view(n, c, 1, 1) if need_shift else None
@@ -329,11 +386,16 @@ class _ScaleShiftResidual(torch.autograd.Function):
                 grad_y = grad * scale
             if need_scale:
                 grad_scale = torch.einsum('nchw,nchw->nc', grad, y).view(
-                    n, c, 1, 1)
+                    n, c, 1, 1
+                )
             if need_shift:
                 grad_shift = grad.sum((2, 3), keepdim=True)
-        return (grad_y, grad if need_identity else None, grad_scale,
-                grad_shift)
+        return (
+            grad_y,
+            grad if need_identity else None,
+            grad_scale,
+            grad_shift,
+        )
 
 
 def eca_gate_reference(x: Tensor, weight: Tensor) -> Tensor:
@@ -341,7 +403,7 @@ def eca_gate_reference(x: Tensor, weight: Tensor) -> Tensor:
     ``adaptive_avg_pool2d``, transposes to run the 1-D conv across channels
     and transposes back, then the sigmoid."""
     k = weight.shape[-1]
-    y = F.adaptive_avg_pool2d(x, 1)                       # N, C, 1, 1
+    y = F.adaptive_avg_pool2d(x, 1)  # N, C, 1, 1
     y = F.conv1d(y.squeeze(-1).transpose(-1, -2), weight, padding=k // 2)
     return torch.sigmoid(y.transpose(-1, -2).unsqueeze(-1))  # N, C, 1, 1
 

@@ -1,4 +1,5 @@
 """ECA-ResNet backbones: mmdet's ResNet with Efficient Channel Attention."""
+
 import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -9,14 +10,21 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
-from torch import Tensor, nn
 from mmengine.runner.checkpoint import _load_checkpoint
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..engine.checkpoint import (CheckpointMismatchError, checkpoint_mismatch,
-                                 state_dict_of)
-from .eca import (ECALayer, adaptive_kernel_size, check_kernel_size,
-                  graph_capture)
+from ..engine.checkpoint import (
+    CheckpointMismatchError,
+    checkpoint_mismatch,
+    state_dict_of,
+)
+from .eca import (
+    ECALayer,
+    adaptive_kernel_size,
+    check_kernel_size,
+    graph_capture,
+)
 
 KSize = Union[None, int, Sequence[int]]
 
@@ -61,8 +69,13 @@ class ECABasicBlock(_ECAResidualForward, BasicBlock):
             argument.
     """
 
-    def __init__(self, inplanes: int, planes: int,
-                 eca_k_size: Optional[int] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        eca_k_size: Optional[int] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(inplanes, planes, **kwargs)
         self.eca = ECALayer(planes, eca_k_size)
 
@@ -87,8 +100,13 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
             norm_cfg, dcn, plugins, init_cfg).
     """
 
-    def __init__(self, inplanes: int, planes: int,
-                 eca_k_size: Optional[int] = None, **kwargs) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        eca_k_size: Optional[int] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(inplanes, planes, **kwargs)
         self.eca = ECALayer(planes * self.expansion, eca_k_size)
 
@@ -109,13 +127,13 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
                 # plain ops; norm3 as a module, which exporters and
                 # compilers fold into conv3 as they do for ResNet
                 out = self.norm3(self.conv3(out))
-                identity = x if self.downsample is None else \
-                    self.downsample(x)
+                identity = x if self.downsample is None else self.downsample(x)
                 return self.eca.forward_pooled_residual(out, identity, pooled)
             out = self.conv3(out)
             identity = x if self.downsample is None else self.downsample(x)
             return self.eca.forward_affine_residual(
-                out, identity, scale, shift, pooled, inplace=True)
+                out, identity, scale, shift, pooled, inplace=True
+            )
         out = self.norm3(self.conv3(out))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
@@ -130,12 +148,20 @@ class ECABottleneck(_ECAResidualForward, Bottleneck):
         it and runs on conv3's input, a quarter of the channels), no
         plugins after conv3. None otherwise (train-mode BN, GN, ...)."""
         conv, norm = self.conv3, self.norm3
-        if not self.eca.fused or norm.training or (
-                self.with_plugins and self.after_conv3_plugin_names):
+        if (
+            not self.eca.fused
+            or norm.training
+            or (self.with_plugins and self.after_conv3_plugin_names)
+        ):
             return None
-        if type(conv) is not nn.Conv2d or conv.kernel_size != (1, 1) or \
-                conv.stride != (1, 1) or conv.groups != 1 or \
-                conv.padding != (0, 0) or conv.bias is not None:
+        if (
+            type(conv) is not nn.Conv2d
+            or conv.kernel_size != (1, 1)
+            or conv.stride != (1, 1)
+            or conv.groups != 1
+            or conv.padding != (0, 0)
+            or conv.bias is not None
+        ):
             return None
         if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
             return None
@@ -164,22 +190,34 @@ def arch_layout(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     ``(mid1, mid2, 64)``) of an unpruned arch of :data:`ARCH_PRESETS` with
     the default 64 stem channels."""
     preset = resolve_arch(arch)
-    blocks = tuple(preset.get('stage_blocks')
-                   or ECAResNet.arch_settings[preset['depth']][1])
+    blocks = tuple(
+        preset.get('stage_blocks')
+        or ECAResNet.arch_settings[preset['depth']][1]
+    )
     if not preset.get('deep_stem'):
-        return blocks, (64, )
-    return blocks, tuple(preset.get('stem_mid_channels', (32, 32))) + (64, )
+        return blocks, (64,)
+    return blocks, tuple(preset.get('stem_mid_channels', (32, 32))) + (64,)
 
 
-def _resized_conv(conv: nn.Module, in_channels: int,
-                  out_channels: int) -> nn.Conv2d:
+def _resized_conv(
+    conv: nn.Module, in_channels: int, out_channels: int
+) -> nn.Conv2d:
     """A fresh ``nn.Conv2d`` like ``conv`` with other channel counts."""
     if type(conv) is not nn.Conv2d:
-        raise ValueError('pruned widths need plain Conv2d layers; '
-                         f'got {type(conv).__name__} (drop dcn/conv_cfg)')
-    return nn.Conv2d(in_channels, out_channels, conv.kernel_size, conv.stride,
-                     conv.padding, conv.dilation, conv.groups,
-                     bias=conv.bias is not None)
+        raise ValueError(
+            'pruned widths need plain Conv2d layers; '
+            f'got {type(conv).__name__} (drop dcn/conv_cfg)'
+        )
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=conv.bias is not None,
+    )
 
 
 @MODELS.register_module()
@@ -237,26 +275,30 @@ class ECAResNet(ResNet):
         269: (ECABottleneck, (3, 30, 48, 8)),
     }
 
-    def __init__(self,
-                 depth: Optional[int] = None,
-                 arch: Optional[str] = None,
-                 eca_k_size: KSize = None,
-                 stem_mid_channels: Optional[Tuple[int, int]] = None,
-                 stage_blocks: Optional[Sequence[int]] = None,
-                 eca_fused: bool = True,
-                 deep_stem: bool = False,
-                 avg_down: bool = False,
-                 num_stages: int = 4,
-                 zero_init_residual: bool = True,
-                 init_cfg: Union[dict, List[dict], None] = None,
-                 pretrained: Optional[str] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        depth: Optional[int] = None,
+        arch: Optional[str] = None,
+        eca_k_size: KSize = None,
+        stem_mid_channels: Optional[Tuple[int, int]] = None,
+        stage_blocks: Optional[Sequence[int]] = None,
+        eca_fused: bool = True,
+        deep_stem: bool = False,
+        avg_down: bool = False,
+        num_stages: int = 4,
+        zero_init_residual: bool = True,
+        init_cfg: Union[dict, List[dict], None] = None,
+        pretrained: Optional[str] = None,
+        **kwargs,
+    ) -> None:
         pruned = False
         if arch is not None:
             preset = dict(resolve_arch(arch))
             if depth is not None and depth != preset['depth']:
-                raise ValueError(f'arch={arch!r} has depth {preset["depth"]}, '
-                                 f'but depth={depth} was given')
+                raise ValueError(
+                    f'arch={arch!r} has depth {preset["depth"]}, '
+                    f'but depth={depth} was given'
+                )
             depth = preset['depth']
             deep_stem = preset.get('deep_stem', False)
             stem_mid_channels = preset.get('stem_mid_channels')
@@ -264,9 +306,11 @@ class ECAResNet(ResNet):
             avg_down = True
             pruned = preset.get('pruned', False)
         if depth not in self.arch_settings:
-            raise ValueError(f'invalid depth {depth!r} for ECAResNet; choose '
-                             f'from {sorted(self.arch_settings)} or an arch '
-                             f'from {sorted(ARCH_PRESETS)}')
+            raise ValueError(
+                f'invalid depth {depth!r} for ECAResNet; choose '
+                f'from {sorted(self.arch_settings)} or an arch '
+                f'from {sorted(ARCH_PRESETS)}'
+            )
         # State the overridden hooks (_make_stem_layer, make_res_layer) need
         # while ResNet.__init__ runs.
         block = self.arch_settings[depth][0]
@@ -277,8 +321,9 @@ class ECAResNet(ResNet):
         self.pruned_widths = load_pruned_widths(arch) if pruned else None
         self.eca_k_sizes = _per_stage_k(eca_k_size, num_stages)
         self.out_channels: List[int] = []
-        self._zero_init_blocks = (zero_init_residual and init_cfg is None
-                                  and pretrained is None)
+        self._zero_init_blocks = (
+            zero_init_residual and init_cfg is None and pretrained is None
+        )
         super().__init__(
             depth,
             deep_stem=deep_stem,
@@ -287,7 +332,8 @@ class ECAResNet(ResNet):
             zero_init_residual=zero_init_residual,
             init_cfg=init_cfg,
             pretrained=pretrained,
-            **kwargs)
+            **kwargs,
+        )
         self.feat_dim = self.out_channels[-1]
         for module in self.modules():
             if isinstance(module, ECALayer):
@@ -311,41 +357,52 @@ class ECAResNet(ResNet):
         ``fc``) are fine.
         """
         init_cfg = self.init_cfg
-        if isinstance(init_cfg, dict) and \
-                init_cfg.get('type') == 'Pretrained' and \
-                isinstance(init_cfg.get('checkpoint'), str):
-            self._check_pretrained_fits(init_cfg['checkpoint'],
-                                        init_cfg.get('prefix'))
+        if (
+            isinstance(init_cfg, dict)
+            and init_cfg.get('type') == 'Pretrained'
+            and isinstance(init_cfg.get('checkpoint'), str)
+        ):
+            self._check_pretrained_fits(
+                init_cfg['checkpoint'], init_cfg.get('prefix')
+            )
         super().init_weights()
 
-    def _check_pretrained_fits(self, checkpoint: str,
-                               prefix: Optional[str]) -> None:
+    def _check_pretrained_fits(
+        self, checkpoint: str, prefix: Optional[str]
+    ) -> None:
         state = state_dict_of(_load_checkpoint(checkpoint, map_location='cpu'))
         if prefix:
             prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state = {k[len(prefix):]: v for k, v in state.items()
-                     if k.startswith(prefix)}
+            state = {
+                k[len(prefix) :]: v
+                for k, v in state.items()
+                if k.startswith(prefix)
+            }
         problem = checkpoint_mismatch(self, state, ignore_unexpected=True)
         if problem:
             missing = [k for k in self.state_dict() if k not in state]
             no_eca = bool(missing) and all('.eca.' in k for k in missing)
-            hint = ('it has no ECA weights (a plain ResNet?): use ECA-Net '
-                    'weights converted with tools/convert_weights.py, or '
-                    'init_cfg=None to train from scratch'
-                    if no_eca else
-                    'convert the source weights with `python '
-                    'tools/convert_weights.py SRC DST` (it reads depth, '
-                    'arch and k per stage from them) or set '
-                    'model.backbone.depth/arch/eca_k_size to match')
+            hint = (
+                'it has no ECA weights (a plain ResNet?): use ECA-Net '
+                'weights converted with tools/convert_weights.py, or '
+                'init_cfg=None to train from scratch'
+                if no_eca
+                else 'convert the source weights with `python '
+                'tools/convert_weights.py SRC DST` (it reads depth, '
+                'arch and k per stage from them) or set '
+                'model.backbone.depth/arch/eca_k_size to match'
+            )
             where = f' (prefix {prefix!r})' if prefix else ''
             raise CheckpointMismatchError(
                 f'backbone checkpoint {checkpoint}{where} does not fit '
-                f'{self._describe()}: {problem}; {hint}')
+                f'{self._describe()}: {problem}; {hint}'
+            )
 
     def _describe(self) -> str:
         what = f'arch={self.arch!r}' if self.arch else f'depth={self.depth}'
-        ks = tuple(getattr(self, name)[0].eca.k_size
-                   for name in self.res_layers)
+        ks = tuple(
+            getattr(self, name)[0].eca.k_size for name in self.res_layers
+        )
         return f'ECAResNet({what}, eca_k_size={ks})'
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
@@ -363,25 +420,31 @@ class ECAResNet(ResNet):
         stage = len(self.res_layers)
         block, planes = kwargs['block'], kwargs['planes']
         k = self.eca_k_sizes[stage]
-        kwargs['eca_k_size'] = k if k is not None else \
-            adaptive_kernel_size(planes * block.expansion)
+        kwargs['eca_k_size'] = (
+            k
+            if k is not None
+            else adaptive_kernel_size(planes * block.expansion)
+        )
         if stage > 0:
             kwargs['inplanes'] = self.out_channels[stage - 1]
         if kwargs.get('init_cfg') is None and self._zero_init_blocks:
             last_norm = 'norm3' if issubclass(block, Bottleneck) else 'norm2'
             kwargs['init_cfg'] = dict(
-                type='Constant', val=0, override=dict(name=last_norm))
+                type='Constant', val=0, override=dict(name=last_norm)
+            )
         layer = super().make_res_layer(**kwargs)
         if self.pruned_widths is not None:
-            self._apply_pruned_widths(layer, self.pruned_widths[stage],
-                                      kwargs['inplanes'])
+            self._apply_pruned_widths(
+                layer, self.pruned_widths[stage], kwargs['inplanes']
+            )
             self.out_channels.append(self.pruned_widths[stage]['out'])
         else:
             self.out_channels.append(planes * block.expansion)
         return layer
 
-    def _apply_pruned_widths(self, layer: nn.Module, widths: dict,
-                             in_channels: int) -> None:
+    def _apply_pruned_widths(
+        self, layer: nn.Module, widths: dict, in_channels: int
+    ) -> None:
         """Swap each conv/norm of ``layer`` for one of the pruned width."""
         if self.plugins:
             raise ValueError('plugins are not supported with pruned archs')
@@ -395,8 +458,9 @@ class ECAResNet(ResNet):
             block.conv3 = _resized_conv(block.conv3, mid2, out)
             setattr(block, block.norm3_name, norm(out))
             if block.downsample is not None:
-                block.downsample[-2] = _resized_conv(block.downsample[-2],
-                                                     in_channels, out)
+                block.downsample[-2] = _resized_conv(
+                    block.downsample[-2], in_channels, out
+                )
                 block.downsample[-1] = norm(out)
             in_channels = out
 
@@ -404,8 +468,10 @@ class ECAResNet(ResNet):
 def resolve_arch(arch: str) -> dict:
     """The preset of ``arch``, or a ValueError naming the known ones."""
     if arch not in ARCH_PRESETS:
-        raise ValueError(f'unknown ECAResNet arch {arch!r}; known archs: '
-                         f'{", ".join(sorted(ARCH_PRESETS))}')
+        raise ValueError(
+            f'unknown ECAResNet arch {arch!r}; known archs: '
+            f'{", ".join(sorted(ARCH_PRESETS))}'
+        )
     return ARCH_PRESETS[arch]
 
 
@@ -417,13 +483,16 @@ def _per_stage_k(eca_k_size: KSize, num_stages: int) -> List[Optional[int]]:
         return [check_kernel_size(eca_k_size, 'eca_k_size')] * num_stages
     ks = list(eca_k_size)
     if len(ks) != num_stages:
-        raise ValueError(f'eca_k_size needs one kernel size per stage '
-                         f'({num_stages}), got {tuple(ks)}')
+        raise ValueError(
+            f'eca_k_size needs one kernel size per stage '
+            f'({num_stages}), got {tuple(ks)}'
+        )
     return [check_kernel_size(k, f'eca_k_size[{i}]') for i, k in enumerate(ks)]
 
 
-def stage_out_channels(depth: Optional[int] = None,
-                       arch: Optional[str] = None) -> List[int]:
+def stage_out_channels(
+    depth: Optional[int] = None, arch: Optional[str] = None
+) -> List[int]:
     """Output channels of the 4 stages of an ECAResNet (e.g. for FPN
     ``in_channels``), without building it."""
     if arch is not None:

@@ -9,6 +9,7 @@
 Only the layers of ``model`` record, only while the ``with`` block runs;
 outside it a layer's forward is unchanged (one ``is not None`` check).
 """
+
 import contextlib
 import re
 from typing import Dict, Iterator, List
@@ -18,8 +19,14 @@ from torch import Tensor, nn
 
 from .eca import ECALayer
 
-__all__ = ['GateRecorder', 'NoEcaLayersError', 'block_name', 'eca_layers',
-           'record_gates', 'stage_of']
+__all__ = [
+    'GateRecorder',
+    'NoEcaLayersError',
+    'block_name',
+    'eca_layers',
+    'record_gates',
+    'stage_of',
+]
 
 
 class NoEcaLayersError(ValueError):
@@ -41,8 +48,11 @@ def stage_of(name: str) -> str:
 def eca_layers(model: nn.Module) -> Dict[str, ECALayer]:
     """``{block name: layer}`` of the ECA layers of ``model``, in module
     order."""
-    return {block_name(name): m for name, m in model.named_modules()
-            if isinstance(m, ECALayer)}
+    return {
+        block_name(name): m
+        for name, m in model.named_modules()
+        if isinstance(m, ECALayer)
+    }
 
 
 class GateRecorder:
@@ -84,10 +94,12 @@ def record_gates(model: nn.Module) -> Iterator[GateRecorder]:
     if not layers:
         raise NoEcaLayersError(
             f'{type(model).__name__} has no ECA layers (ECALayer modules) '
-            'to record')
+            'to record'
+        )
     recorder = GateRecorder(layers)
-    previous = {name: layer.__dict__.get('gate_sink')
-                for name, layer in layers.items()}
+    previous = {
+        name: layer.__dict__.get('gate_sink') for name, layer in layers.items()
+    }
     for layer in layers.values():
         layer.gate_sink = recorder
     try:

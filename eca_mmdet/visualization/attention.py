@@ -16,6 +16,7 @@ block for each image and the classes in each image. From it:
 Distances are root mean squares over channels, so blocks of different
 widths compare on the gate's own 0-1 scale.
 """
+
 import itertools
 import math
 import os.path as osp
@@ -29,15 +30,27 @@ from ..engine.errors import EcaMmdetError
 from ..models.gate_recording import stage_of
 
 __all__ = [
-    'AttentionError', 'GateSet', 'between_by_chance', 'class_means',
+    'AttentionError',
+    'GateSet',
+    'between_by_chance',
+    'class_means',
     'class_offsets',
-    'default_line_blocks', 'load_gates', 'plot_class_lines',
-    'plot_offset_heatmap', 'plot_stage_histograms', 'save_gates',
-    'stage_stats'
+    'default_line_blocks',
+    'load_gates',
+    'plot_class_lines',
+    'plot_offset_heatmap',
+    'plot_stage_histograms',
+    'save_gates',
+    'stage_stats',
 ]
 
-_META_KEYS = ('blocks', 'image_ids', 'image_files', 'class_names',
-              'image_classes')
+_META_KEYS = (
+    'blocks',
+    'image_ids',
+    'image_files',
+    'class_names',
+    'image_classes',
+)
 
 
 class AttentionError(EcaMmdetError):
@@ -56,6 +69,7 @@ class GateSet:
         class_names: The classes.
         image_classes: (images, classes) bool: which classes each image has.
     """
+
     blocks: List[str]
     gates: Dict[str, np.ndarray]
     image_ids: np.ndarray
@@ -79,9 +93,13 @@ class GateSet:
 
     def classes_of(self, index: int) -> List[str]:
         """The class names of image ``index``."""
-        return [c for c, has in zip(self.class_names,
-                                    self.image_classes[index],
-                                    strict=True) if has]
+        return [
+            c
+            for c, has in zip(
+                self.class_names, self.image_classes[index], strict=True
+            )
+            if has
+        ]
 
 
 def save_gates(path: str, gate_set: GateSet) -> None:
@@ -97,7 +115,8 @@ def save_gates(path: str, gate_set: GateSet) -> None:
         image_ids=np.asarray(gate_set.image_ids),
         image_files=np.array(gate_set.image_files, dtype=str),
         class_names=np.array(gate_set.class_names, dtype=str),
-        image_classes=gate_set.image_classes)
+        image_classes=gate_set.image_classes,
+    )
     with atomic_writer(path) as f:
         np.savez_compressed(f, **arrays)
 
@@ -106,17 +125,20 @@ def load_gates(path: str) -> GateSet:
     """Read a :func:`save_gates` file."""
     with np.load(path) as data:
         blocks = [str(b) for b in data['blocks']]
-        return GateSet(blocks, {b: data[b] for b in blocks},
-                       data['image_ids'],
-                       [str(f) for f in data['image_files']],
-                       [str(c) for c in data['class_names']],
-                       data['image_classes'].astype(bool))
+        return GateSet(
+            blocks,
+            {b: data[b] for b in blocks},
+            data['image_ids'],
+            [str(f) for f in data['image_files']],
+            [str(c) for c in data['class_names']],
+            data['image_classes'].astype(bool),
+        )
 
 
 def class_means(gate_set: GateSet) -> Dict[str, np.ndarray]:
     """``{block: (classes, channels)}`` mean gate over the images holding
     each class (NaN rows for classes without images)."""
-    member = gate_set.image_classes.astype(np.float64)     # images, K
+    member = gate_set.image_classes.astype(np.float64)  # images, K
     counts = member.sum(0)[:, None]
     out = {}
     for block in gate_set.blocks:
@@ -138,8 +160,9 @@ def class_offsets(gate_set: GateSet) -> np.ndarray:
     for block in gate_set.blocks:
         overall = gate_set.gates[block].astype(np.float64).mean(0)
         rows.append(_rms(means[block] - overall))
-    return np.array(rows).reshape(len(gate_set.blocks),
-                                  len(gate_set.class_names))
+    return np.array(rows).reshape(
+        len(gate_set.blocks), len(gate_set.class_names)
+    )
 
 
 def _between(means: np.ndarray) -> float:
@@ -172,13 +195,17 @@ def stage_stats(gate_set: GateSet) -> Dict[str, Dict[str, float]]:
     out = {}
     for stage, blocks in gate_set.stages().items():
         values = np.concatenate([gate_set.gates[b].ravel() for b in blocks])
-        out[stage] = dict(mean=float(values.mean()),
-                          std=float(values.std()), between=between[stage])
+        out[stage] = dict(
+            mean=float(values.mean()),
+            std=float(values.std()),
+            between=between[stage],
+        )
     return out
 
 
-def between_by_chance(gate_set: GateSet, rounds: int = 100,
-                      seed: int = 0) -> Dict[str, Dict[str, float]]:
+def between_by_chance(
+    gate_set: GateSet, rounds: int = 100, seed: int = 0
+) -> Dict[str, Dict[str, float]]:
     """What :func:`stage_stats`' ``between`` is when the images' class sets
     are shuffled among the images (same class counts): ``{stage: {'mean',
     'q95', 'p'}}``, ``p`` the share of shuffles at least as far apart as
@@ -189,10 +216,14 @@ def between_by_chance(gate_set: GateSet, rounds: int = 100,
     null: Dict[str, List[float]] = {s: [] for s in observed}
     for _ in range(rounds):
         order = rng.permutation(len(gate_set.image_files))
-        shuffled = GateSet(gate_set.blocks, gate_set.gates,
-                           gate_set.image_ids, gate_set.image_files,
-                           gate_set.class_names,
-                           gate_set.image_classes[order])
+        shuffled = GateSet(
+            gate_set.blocks,
+            gate_set.gates,
+            gate_set.image_ids,
+            gate_set.image_files,
+            gate_set.class_names,
+            gate_set.image_classes[order],
+        )
         for stage, value in _stage_between(shuffled).items():
             null[stage].append(value)
     out = {}
@@ -204,7 +235,8 @@ def between_by_chance(gate_set: GateSet, rounds: int = 100,
         out[stage] = dict(
             mean=float(np.nanmean(values)),
             q95=float(np.nanquantile(values, 0.95)),
-            p=float(np.mean(values >= observed[stage])))
+            p=float(np.mean(values >= observed[stage])),
+        )
     return out
 
 
@@ -217,6 +249,7 @@ def default_line_blocks(gate_set: GateSet) -> List[str]:
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
@@ -230,20 +263,26 @@ def _save(fig, out: str) -> str:
 
 def _class_colors(n: int) -> List[tuple]:
     from .visualizer import fixed_palette
+
     return [tuple(v / 255 for v in c) for c in fixed_palette(n)]
 
 
-def plot_class_lines(gate_set: GateSet, out: str,
-                     blocks: Optional[Sequence[str]] = None,
-                     title: Optional[str] = None) -> str:
+def plot_class_lines(
+    gate_set: GateSet,
+    out: str,
+    blocks: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+) -> str:
     """The ECA paper's figure: for each of ``blocks`` (default
     :func:`default_line_blocks`) a panel of the mean gate per channel, one
     line per class (and all images, dashed). Returns ``out``."""
     blocks = list(blocks or default_line_blocks(gate_set))
     unknown = [b for b in blocks if b not in gate_set.gates]
     if unknown:
-        raise AttentionError(f'no such ECA block: {", ".join(unknown)} '
-                             f'(blocks: {", ".join(gate_set.blocks)})')
+        raise AttentionError(
+            f'no such ECA block: {", ".join(unknown)} '
+            f'(blocks: {", ".join(gate_set.blocks)})'
+        )
     means = class_means(gate_set)
     counts = gate_set.image_classes.sum(0)
     colors = _class_colors(len(gate_set.class_names))
@@ -255,11 +294,21 @@ def plot_class_lines(gate_set: GateSet, out: str,
         channels = np.arange(gate_set.gates[block].shape[1])
         for k, name in enumerate(gate_set.class_names):
             if counts[k]:
-                ax.plot(channels, means[block][k], color=colors[k], lw=1.1,
-                        label=f'{name} ({counts[k]})')
-        ax.plot(channels, gate_set.gates[block].mean(0), color='0.2',
-                lw=0.9, ls='--',
-                label=f'all images ({len(gate_set.image_files)})')
+                ax.plot(
+                    channels,
+                    means[block][k],
+                    color=colors[k],
+                    lw=1.1,
+                    label=f'{name} ({counts[k]})',
+                )
+        ax.plot(
+            channels,
+            gate_set.gates[block].mean(0),
+            color='0.2',
+            lw=0.9,
+            ls='--',
+            label=f'all images ({len(gate_set.image_files)})',
+        )
         ax.set_title(f'{block} ({stage_of(block)})', fontsize=10)
         ax.set_xlabel('channel', fontsize=8)
         ax.set_ylabel('mean gate', fontsize=8)
@@ -268,48 +317,70 @@ def plot_class_lines(gate_set: GateSet, out: str,
         ax.grid(alpha=0.3)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     top = 1.0 - 0.45 / fig.get_figheight()
-    fig.legend(handles, labels, loc='upper center', frameon=False,
-               ncol=min(len(labels), 6), fontsize=9,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        handles,
+        labels,
+        loc='upper center',
+        frameon=False,
+        ncol=min(len(labels), 6),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 1.0),
+    )
     if title:
         fig.suptitle(title, y=0.01, va='bottom', fontsize=9)
     fig.tight_layout(rect=(0, 0.03 if title else 0, 1, top))
     return _save(fig, out)
 
 
-def plot_offset_heatmap(gate_set: GateSet, out: str,
-                        title: Optional[str] = None) -> str:
+def plot_offset_heatmap(
+    gate_set: GateSet, out: str, title: Optional[str] = None
+) -> str:
     """Blocks (rows) x classes (columns): :func:`class_offsets`, annotated
     with the values. Returns ``out``."""
     if not gate_set.class_names:
-        raise AttentionError('no classes: the heat map needs images with '
-                             'classes (annotations or predictions)')
+        raise AttentionError(
+            'no classes: the heat map needs images with '
+            'classes (annotations or predictions)'
+        )
     offsets = class_offsets(gate_set)
     n_blocks, n_classes = offsets.shape
     fig = _figure(1.6 + 1.1 * n_classes, 1.2 + 0.32 * n_blocks)
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(np.ma.masked_invalid(offsets), cmap='viridis',
-                      aspect='auto', vmin=0)
-    ax.set_xticks(range(n_classes), gate_set.class_names, fontsize=8,
-                  rotation=30 if n_classes > 6 else 0)
+    image = ax.imshow(
+        np.ma.masked_invalid(offsets), cmap='viridis', aspect='auto', vmin=0
+    )
+    ax.set_xticks(
+        range(n_classes),
+        gate_set.class_names,
+        fontsize=8,
+        rotation=30 if n_classes > 6 else 0,
+    )
     ax.set_yticks(range(n_blocks), gate_set.blocks, fontsize=7)
     finite = offsets[np.isfinite(offsets)]
     high = finite.max() if finite.size else 0
     if n_blocks * n_classes <= 400:
         for (r, c), v in np.ndenumerate(offsets):
             if np.isfinite(v):
-                ax.text(c, r, f'{v:.2g}', ha='center', va='center',
-                        fontsize=6, color='w' if v < 0.6 * high else 'k')
+                ax.text(
+                    c,
+                    r,
+                    f'{v:.2g}',
+                    ha='center',
+                    va='center',
+                    fontsize=6,
+                    color='w' if v < 0.6 * high else 'k',
+                )
     fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label(
-        'RMS(class mean - all-image mean)', fontsize=8)
-    ax.set_title(title or 'how far each class\'s mean gate is from the '
-                 'mean', fontsize=9)
+        'RMS(class mean - all-image mean)', fontsize=8
+    )
+    ax.set_title(
+        title or "how far each class's mean gate is from the mean", fontsize=9
+    )
     fig.tight_layout()
     return _save(fig, out)
 
 
-def plot_stage_histograms(gate_set: GateSet, out: str,
-                          bins: int = 50) -> str:
+def plot_stage_histograms(gate_set: GateSet, out: str, bins: int = 50) -> str:
     """One panel per stage: the distribution of all its gate values (images
     x channels x blocks) on [0, 1], with the stage's mean and std. Returns
     ``out``."""
@@ -324,8 +395,11 @@ def plot_stage_histograms(gate_set: GateSet, out: str,
         ax.hist(values, bins=bins, color='tab:blue')
         ax.axvline(0.5, color='0.3', lw=0.8, ls='--')
         s = stats[stage]
-        ax.set_title(f'{stage}: {len(blocks)} blocks\nmean {s["mean"]:.3f} '
-                     f'std {s["std"]:.3f}', fontsize=9)
+        ax.set_title(
+            f'{stage}: {len(blocks)} blocks\nmean {s["mean"]:.3f} '
+            f'std {s["std"]:.3f}',
+            fontsize=9,
+        )
         ax.set_xlabel('gate', fontsize=8)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
@@ -334,7 +408,13 @@ def plot_stage_histograms(gate_set: GateSet, out: str,
 
 def out_paths(out_dir: str) -> Dict[str, str]:
     """The files the attention explorer writes into ``out_dir``."""
-    return {k: osp.join(out_dir, f) for k, f in (
-        ('gates', 'gates.npz'), ('lines', 'class_mean_gates.png'),
-        ('heatmap', 'class_offsets.png'), ('hist', 'stage_histograms.png'),
-        ('stats', 'stage_stats.json'))}
+    return {
+        k: osp.join(out_dir, f)
+        for k, f in (
+            ('gates', 'gates.npz'),
+            ('lines', 'class_mean_gates.png'),
+            ('heatmap', 'class_offsets.png'),
+            ('hist', 'stage_histograms.png'),
+            ('stats', 'stage_stats.json'),
+        )
+    }

@@ -8,6 +8,7 @@ scalars.json``, one JSON object per line: training lines carry ``epoch``,
 ``<timestamp>`` folder; its lines replace the older ones for the same
 iteration or epoch.
 """
+
 import fnmatch
 import glob
 import json
@@ -19,16 +20,27 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..engine.errors import EcaMmdetError
 
 __all__ = [
-    'CurvesError', 'RunCurves', 'curve_panels', 'plot_curves',
-    'read_run_curves'
+    'CurvesError',
+    'RunCurves',
+    'curve_panels',
+    'plot_curves',
+    'read_run_curves',
 ]
 
 # The mAPs, and the ECA gates' distance between classes per stage when the
 # run logged them (EcaGateStatsHook).
 DEFAULT_VAL_KEYS = ('*mAP', 'eca/*_between')
 # Logged by mmengine next to the losses, not worth a panel.
-_NOT_CURVES = {'epoch', 'iter', 'step', 'time', 'data_time', 'memory',
-               'grad_norm', 'acc'}
+_NOT_CURVES = {
+    'epoch',
+    'iter',
+    'step',
+    'time',
+    'data_time',
+    'memory',
+    'grad_norm',
+    'acc',
+}
 
 
 class CurvesError(EcaMmdetError):
@@ -45,19 +57,26 @@ class RunCurves:
             for ``loss``, every ``loss_*`` term and ``lr``.
         val: ``{metric: {epoch: value}}``.
     """
+
     label: str
     train: Dict[str, Dict[int, float]] = field(default_factory=dict)
     val: Dict[str, Dict[int, float]] = field(default_factory=dict)
 
 
 def _scalar_files(work_dir: str) -> List[str]:
-    return sorted(glob.glob(osp.join(glob.escape(work_dir), '*', 'vis_data',
-                                     'scalars.json')))
+    return sorted(
+        glob.glob(
+            osp.join(glob.escape(work_dir), '*', 'vis_data', 'scalars.json')
+        )
+    )
 
 
 def _finite(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
@@ -73,7 +92,8 @@ def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
     if not files:
         raise CurvesError(
             f'{work_dir} holds no training log (*/vis_data/scalars.json); '
-            'is it the --work-dir of a tools/train.py run?')
+            'is it the --work-dir of a tools/train.py run?'
+        )
     by_iter: Dict[int, dict] = {}
     val: Dict[str, Dict[int, float]] = {}
     for path in files:
@@ -85,8 +105,9 @@ def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
                     continue  # a line cut by a killed run
                 if not isinstance(entry, dict):
                     continue
-                if isinstance(entry.get('iter'), int) and \
-                        isinstance(entry.get('epoch'), int):
+                if isinstance(entry.get('iter'), int) and isinstance(
+                    entry.get('epoch'), int
+                ):
                     by_iter[entry['iter']] = entry
                 elif isinstance(entry.get('step'), int):
                     for key, value in entry.items():
@@ -99,29 +120,46 @@ def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
             if (key == 'lr' or key.startswith('loss')) and _finite(value):
                 total, count = sums.setdefault(key, {}).get(epoch, (0.0, 0))
                 sums[key][epoch] = (total + value, count + 1)
-    train = {key: {epoch: total / count
-                   for epoch, (total, count) in sorted(per_epoch.items())}
-             for key, per_epoch in sums.items()}
-    return RunCurves(label or osp.basename(osp.normpath(work_dir)), train,
-                     {k: dict(sorted(v.items())) for k, v in val.items()})
+    train = {
+        key: {
+            epoch: total / count
+            for epoch, (total, count) in sorted(per_epoch.items())
+        }
+        for key, per_epoch in sums.items()
+    }
+    return RunCurves(
+        label or osp.basename(osp.normpath(work_dir)),
+        train,
+        {k: dict(sorted(v.items())) for k, v in val.items()},
+    )
 
 
-def curve_panels(runs: Sequence[RunCurves],
-                 val_keys: Sequence[str] = DEFAULT_VAL_KEYS) -> List[str]:
+def curve_panels(
+    runs: Sequence[RunCurves], val_keys: Sequence[str] = DEFAULT_VAL_KEYS
+) -> List[str]:
     """The panels to draw, in order: ``loss``, the ``loss_*`` terms, ``lr``,
     then the validation metrics matching any of the ``val_keys`` patterns
     (fnmatch, e.g. ``'*mAP'``, ``'coco/bbox_mAP_50'``)."""
     train_keys = {k for run in runs for k in run.train}
     losses = sorted(k for k in train_keys if k.startswith('loss_'))
     panels = [k for k in ('loss', *losses, 'lr') if k in train_keys]
-    metrics = sorted({k for run in runs for k in run.val
-                      if any(fnmatch.fnmatchcase(k, p) for p in val_keys)})
+    metrics = sorted(
+        {
+            k
+            for run in runs
+            for k in run.val
+            if any(fnmatch.fnmatchcase(k, p) for p in val_keys)
+        }
+    )
     return panels + metrics
 
 
-def plot_curves(runs: Sequence[RunCurves], out: str,
-                val_keys: Sequence[str] = DEFAULT_VAL_KEYS,
-                title: Optional[str] = None) -> List[str]:
+def plot_curves(
+    runs: Sequence[RunCurves],
+    out: str,
+    val_keys: Sequence[str] = DEFAULT_VAL_KEYS,
+    title: Optional[str] = None,
+) -> List[str]:
     """Draw ``runs`` overlaid, one panel per curve (:func:`curve_panels`),
     x = epoch, into the PNG ``out`` (written atomically). Returns the
     panels drawn."""
@@ -133,8 +171,10 @@ def plot_curves(runs: Sequence[RunCurves], out: str,
 
     panels = curve_panels(runs, val_keys)
     if not panels:
-        raise CurvesError('nothing to plot: the logs hold no loss, lr or '
-                          f'validation metric matching {list(val_keys)}')
+        raise CurvesError(
+            'nothing to plot: the logs hold no loss, lr or '
+            f'validation metric matching {list(val_keys)}'
+        )
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=100)
@@ -145,8 +185,13 @@ def plot_curves(runs: Sequence[RunCurves], out: str,
             series = run.train.get(key) or run.val.get(key)
             if series:
                 epochs = list(series)
-                ax.plot(epochs, [series[e] for e in epochs], marker='o',
-                        markersize=3, label=run.label)
+                ax.plot(
+                    epochs,
+                    [series[e] for e in epochs],
+                    marker='o',
+                    markersize=3,
+                    label=run.label,
+                )
         ax.set_title(key, fontsize=10)
         ax.set_xlabel('epoch', fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -163,8 +208,15 @@ def plot_curves(runs: Sequence[RunCurves], out: str,
     if title:
         fig.text(0.5, top - 0.01, title, ha='center', va='top', fontsize=11)
         top -= 0.3 / fig.get_figheight()
-    fig.legend(handles, labels, loc='upper center', ncol=min(len(runs), 4),
-               fontsize=9, frameon=False, bbox_to_anchor=(0.5, top))
+    fig.legend(
+        handles,
+        labels,
+        loc='upper center',
+        ncol=min(len(runs), 4),
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, top),
+    )
     top -= 0.3 / fig.get_figheight()
     fig.tight_layout(rect=(0, 0, 1, top))
     with atomic_writer(out) as f:

@@ -5,6 +5,7 @@ Used by ``tools/progress_gif.py`` (offline, from the ``epoch_*.pth`` of a
 work dir) and by :class:`eca_mmdet.hooks.ProgressGifHook` (online, after
 each validation).
 """
+
 import glob
 import json
 import math
@@ -20,8 +21,12 @@ from .render import VisualizationError, get_font, make_grid
 from .visualizer import StableColorDetVisualizer, resize_sample
 
 __all__ = [
-    'epoch_checkpoints', 'read_val_metrics', 'format_caption',
-    'compose_frame', 'write_gif', 'frame_files'
+    'epoch_checkpoints',
+    'read_val_metrics',
+    'format_caption',
+    'compose_frame',
+    'write_gif',
+    'frame_files',
 ]
 
 CAPTION_HEIGHT = 24
@@ -83,8 +88,10 @@ def read_val_metrics(work_dir: str) -> Dict[int, Dict[str, float]]:
     metrics that are known.
     """
     files = sorted(
-        glob.glob(osp.join(glob.escape(work_dir), '*', 'vis_data',
-                           'scalars.json')))
+        glob.glob(
+            osp.join(glob.escape(work_dir), '*', 'vis_data', 'scalars.json')
+        )
+    )
     metrics: Dict[int, Dict[str, float]] = {}
     for path in files:
         try:
@@ -106,8 +113,9 @@ def read_val_metrics(work_dir: str) -> Dict[int, Dict[str, float]]:
     return metrics
 
 
-def format_caption(epoch: int,
-                   metrics: Optional[Dict[str, float]] = None) -> str:
+def format_caption(
+    epoch: int, metrics: Optional[Dict[str, float]] = None
+) -> str:
     """``'epoch 3   bbox mAP 0.412   segm mAP 0.380'`` (``n/a`` if unknown)."""
     metrics = dict(metrics or {})
     if not set(metrics) <= {'bbox', 'segm'}:  # raw keys like coco/bbox_mAP
@@ -115,18 +123,21 @@ def format_caption(epoch: int,
     parts = [f'epoch {epoch}']
     for short, _ in METRIC_KEYS:
         value = metrics.get(short)
-        parts.append(f'{short} mAP ' +
-                     (f'{value:.3f}' if value is not None else 'n/a'))
+        parts.append(
+            f'{short} mAP ' + (f'{value:.3f}' if value is not None else 'n/a')
+        )
     return '   '.join(parts)
 
 
-def compose_frame(visualizer: StableColorDetVisualizer,
-                  images: Sequence[np.ndarray],
-                  data_samples: Sequence,
-                  caption: str,
-                  size: int = 256,
-                  cols: Optional[int] = None,
-                  score_thr: float = 0.3) -> Image.Image:
+def compose_frame(
+    visualizer: StableColorDetVisualizer,
+    images: Sequence[np.ndarray],
+    data_samples: Sequence,
+    caption: str,
+    size: int = 256,
+    cols: Optional[int] = None,
+    score_thr: float = 0.3,
+) -> Image.Image:
     """One GIF frame: a caption strip on top of a grid of the images with
     their predictions scoring above ``score_thr``, each drawn at ``size`` px
     (longer side) in a ``size`` x ``size`` cell. The layout depends only on
@@ -134,14 +145,21 @@ def compose_frame(visualizer: StableColorDetVisualizer,
     drawn = []
     for img, sample in zip(images, data_samples):
         img, sample = resize_sample(img, sample, size)
-        visualizer.add_datasample('progress_image', img, sample,
-                                  draw_gt=False, pred_score_thr=score_thr,
-                                  out_file=None)
+        visualizer.add_datasample(
+            'progress_image',
+            img,
+            sample,
+            draw_gt=False,
+            pred_score_thr=score_thr,
+            out_file=None,
+        )
         drawn.append(visualizer.get_image())
-    grid = make_grid(drawn, cols=cols, cell=(size, size), pad=2,
-                     background=(32, 32, 32))
-    frame = Image.new('RGB', (grid.width, grid.height + CAPTION_HEIGHT),
-                      (32, 32, 32))
+    grid = make_grid(
+        drawn, cols=cols, cell=(size, size), pad=2, background=(32, 32, 32)
+    )
+    frame = Image.new(
+        'RGB', (grid.width, grid.height + CAPTION_HEIGHT), (32, 32, 32)
+    )
     frame.paste(grid, (0, CAPTION_HEIGHT))
     draw = ImageDraw.Draw(frame)
     # the largest font that fits the width; long captions lose their spaces
@@ -159,8 +177,12 @@ def compose_frame(visualizer: StableColorDetVisualizer,
     return frame
 
 
-def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
-              fps: float = 2.0, hold_last: int = 2) -> str:
+def write_gif(
+    frames: Sequence[Union[str, Image.Image]],
+    out_file: str,
+    fps: float = 2.0,
+    hold_last: int = 2,
+) -> str:
     """Write ``frames`` (images or paths, same size) as a looping GIF.
 
     All frames share one palette (computed from all of them), so colours do
@@ -182,8 +204,9 @@ def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
     thumb_h = max(1, size[1] // 2)
     strip = Image.new('RGB', (thumb_w, thumb_h * len(pil)))
     for i, fr in enumerate(pil):
-        strip.paste(fr.resize((thumb_w, thumb_h), Image.NEAREST),
-                    (0, i * thumb_h))
+        strip.paste(
+            fr.resize((thumb_w, thumb_h), Image.NEAREST), (0, i * thumb_h)
+        )
     palette = strip.quantize(colors=255, method=Image.Quantize.MEDIANCUT)
     quantized = [
         fr.quantize(palette=palette, dither=Image.Dither.NONE) for fr in pil
@@ -200,5 +223,6 @@ def write_gif(frames: Sequence[Union[str, Image.Image]], out_file: str,
             duration=durations if len(durations) > 1 else durations[0],
             loop=0,
             disposal=1,
-            optimize=False)
+            optimize=False,
+        )
     return out_file

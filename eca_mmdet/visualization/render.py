@@ -5,6 +5,7 @@ GIF frames).
 Drawing itself is :class:`~eca_mmdet.visualization.StableColorDetVisualizer`
 (mmdet's ``DetLocalVisualizer`` with stable class colours).
 """
+
 import math
 import os.path as osp
 from typing import Optional, Sequence, Tuple, Union
@@ -17,13 +18,29 @@ from ..engine.atomic_io import atomic_writer
 from ..engine.errors import EcaMmdetError, first_line
 
 __all__ = [
-    'IMG_EXTENSIONS', 'VisualizationError', 'CONTACT_SHEET',
-    'check_score_thr', 'get_font', 'make_grid', 'read_image',
-    'rendering_name', 'save_image', 'write_contact_sheet'
+    'IMG_EXTENSIONS',
+    'VisualizationError',
+    'CONTACT_SHEET',
+    'check_score_thr',
+    'get_font',
+    'make_grid',
+    'read_image',
+    'rendering_name',
+    'save_image',
+    'write_contact_sheet',
 ]
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
-                  '.tiff', '.webp')
+IMG_EXTENSIONS = (
+    '.jpg',
+    '.jpeg',
+    '.png',
+    '.ppm',
+    '.bmp',
+    '.pgm',
+    '.tif',
+    '.tiff',
+    '.webp',
+)
 Color = Tuple[int, int, int]
 
 
@@ -44,10 +61,12 @@ def read_image(path: str) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 - any decoder error
         raise VisualizationError(
             f'cannot read image {path}: {type(e).__name__}: '
-            f'{first_line(e) if str(e).strip() else ""}') from None
+            f'{first_line(e) if str(e).strip() else ""}'
+        ) from None
     if img is None or img.size == 0:
-        raise VisualizationError(f'cannot read image {path}: not an image '
-                                 'file, or corrupt')
+        raise VisualizationError(
+            f'cannot read image {path}: not an image file, or corrupt'
+        )
     return np.ascontiguousarray(img[..., 2::-1])
 
 
@@ -60,7 +79,8 @@ def check_score_thr(value: float, option: str = 'score_thr') -> float:
         thr = float('nan')
     if not 0.0 <= thr <= 1.0:  # also refuses NaN
         raise VisualizationError(
-            f'{option} must be a score in [0, 1], got {value!r}')
+            f'{option} must be a score in [0, 1], got {value!r}'
+        )
     return thr
 
 
@@ -81,8 +101,9 @@ def save_image(image: Union[np.ndarray, Image.Image], path: str) -> str:
 CONTACT_SHEET = 'contact_sheet'
 
 
-def rendering_name(img_path: str, used: set,
-                   img_id: Optional[object] = None) -> str:
+def rendering_name(
+    img_path: str, used: set, img_id: Optional[object] = None
+) -> str:
     """A file stem for the rendering of ``img_path`` that no earlier
     rendering in ``used`` has (compared case-insensitively) and that is not
     the contact sheet's: the image's own stem, else ``<stem>_id<img_id>``,
@@ -113,27 +134,31 @@ def get_font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _fit(image: Image.Image, box: Tuple[int, int],
-         background: Color) -> Image.Image:
+def _fit(
+    image: Image.Image, box: Tuple[int, int], background: Color
+) -> Image.Image:
     """Scale ``image`` to fit ``box`` = (w, h), centred, padded."""
     w, h = image.size
     scale = min(box[0] / w, box[1] / h)
     new = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
     if new != (w, h):
-        image = image.resize(new, Image.LANCZOS if scale < 1 else
-                             Image.BILINEAR)
+        image = image.resize(
+            new, Image.LANCZOS if scale < 1 else Image.BILINEAR
+        )
     cell = Image.new('RGB', box, background)
     cell.paste(image, ((box[0] - new[0]) // 2, (box[1] - new[1]) // 2))
     return cell
 
 
-def make_grid(images: Sequence[Union[np.ndarray, Image.Image, str]],
-              captions: Optional[Sequence[str]] = None,
-              cols: Optional[int] = None,
-              cell: Optional[Tuple[int, int]] = None,
-              pad: int = 4,
-              background: Color = (255, 255, 255),
-              font_size: int = 12) -> Image.Image:
+def make_grid(
+    images: Sequence[Union[np.ndarray, Image.Image, str]],
+    captions: Optional[Sequence[str]] = None,
+    cols: Optional[int] = None,
+    cell: Optional[Tuple[int, int]] = None,
+    pad: int = 4,
+    background: Color = (255, 255, 255),
+    font_size: int = 12,
+) -> Image.Image:
     """Put ``images`` (arrays, PIL images or paths) in a grid.
 
     Each image is scaled to fit its ``cell`` (w, h) (default: the largest
@@ -169,18 +194,19 @@ def make_grid(images: Sequence[Union[np.ndarray, Image.Image, str]],
         sheet.paste(_fit(im, cell, background), (x, y))
         if captions:
             text = str(captions[i])
-            while len(text) > 4 and draw.textlength(text, font=font) > \
-                    cell[0]:
+            while len(text) > 4 and draw.textlength(text, font=font) > cell[0]:
                 text = text[:-4] + '...'
             draw.text((x, y + cell[1] + 2), text, fill=(0, 0, 0), font=font)
     return sheet
 
 
-def write_contact_sheet(images: Sequence[Union[str, np.ndarray]],
-                        out_file: str,
-                        captions: Optional[Sequence[str]] = None,
-                        cell_size: int = 256,
-                        max_width: int = 4096) -> str:
+def write_contact_sheet(
+    images: Sequence[Union[str, np.ndarray]],
+    out_file: str,
+    captions: Optional[Sequence[str]] = None,
+    cell_size: int = 256,
+    max_width: int = 4096,
+) -> str:
     """A grid of ``images`` (paths or arrays) as one PNG at ``out_file``.
 
     Cells are ``cell_size`` high and as wide as the widest aspect ratio
@@ -191,8 +217,10 @@ def write_contact_sheet(images: Sequence[Union[str, np.ndarray]],
     if not len(images):
         raise VisualizationError('no renderings for the contact sheet')
     if captions is None:
-        captions = [osp.basename(p) if isinstance(p, str) else str(i)
-                    for i, p in enumerate(images)]
+        captions = [
+            osp.basename(p) if isinstance(p, str) else str(i)
+            for i, p in enumerate(images)
+        ]
     sizes = []
     for im in images:
         if isinstance(im, str):
@@ -209,6 +237,7 @@ def write_contact_sheet(images: Sequence[Union[str, np.ndarray]],
     if cols * cell_w > max_width:
         cell_w = max(32, max_width // cols)
         cell_h = max(16, int(round(cell_w / aspect)))
-    sheet = make_grid(images, captions=captions, cols=cols,
-                      cell=(cell_w, cell_h))
+    sheet = make_grid(
+        images, captions=captions, cols=cols, cell=(cell_w, cell_h)
+    )
     return save_image(sheet, out_file)

@@ -14,6 +14,7 @@ image. Put it in a config with::
     visualizer = dict(type='StableColorDetVisualizer',
                       vis_backends=[dict(type='LocalVisBackend')])
 """
+
 import colorsys
 import math
 import warnings
@@ -22,17 +23,20 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
-from mmengine.structures import InstanceData
-
 from mmdet.registry import VISUALIZERS
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmdet.visualization import DetLocalVisualizer, get_palette
+from mmengine.structures import InstanceData
 
 from .render import check_score_thr, save_image
 
 __all__ = [
-    'StableColorDetVisualizer', 'class_palette', 'fixed_palette',
-    'gt_in_image_frame', 'rescale_instances', 'resize_sample'
+    'StableColorDetVisualizer',
+    'class_palette',
+    'fixed_palette',
+    'gt_in_image_frame',
+    'rescale_instances',
+    'resize_sample',
 ]
 
 Color = Tuple[int, int, int]
@@ -55,13 +59,15 @@ def fixed_palette(num_classes: int) -> List[Color]:
         hue = (i * 0.6180339887498949) % 1.0
         value = 0.95 if (i // 10) % 2 == 0 else 0.7
         r, g, b = colorsys.hsv_to_rgb(hue, 0.8, value)
-        colors.append((int(round(r * 255)), int(round(g * 255)),
-                       int(round(b * 255))))
+        colors.append(
+            (int(round(r * 255)), int(round(g * 255)), int(round(b * 255)))
+        )
     return colors
 
 
 def _coco_metainfo() -> Tuple[tuple, List[Color]]:
     from mmdet.datasets import CocoDataset
+
     meta = CocoDataset.METAINFO
     return tuple(meta['classes']), [tuple(c) for c in meta['palette']]
 
@@ -90,23 +96,28 @@ def class_palette(dataset_meta: Optional[dict]) -> List[Color]:
         return [tuple(int(v) for v in c) for c in get_palette(palette, num)]
     palette = [tuple(int(v) for v in c) for c in palette]
     coco_classes, coco_palette = _coco_metainfo()
-    inherited = (len(palette) >= len(coco_palette)
-                 and palette[:len(coco_palette)] == coco_palette
-                 and classes != coco_classes[:len(classes)])
+    inherited = (
+        len(palette) >= len(coco_palette)
+        and palette[: len(coco_palette)] == coco_palette
+        and classes != coco_classes[: len(classes)]
+    )
     if inherited:
         if classes and all(c in coco_classes for c in classes):
             return [coco_palette[coco_classes.index(c)] for c in classes]
         return fixed_palette(num)
     if len(palette) < num:
-        palette = palette + fixed_palette(num)[len(palette):]
+        palette = palette + fixed_palette(num)[len(palette) :]
     return palette
 
 
 def _text_color(color: Color) -> Color:
     """Black or white, whichever reads better on ``color``."""
     r, g, b = color
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else \
-        (255, 255, 255)
+    return (
+        (0, 0, 0)
+        if 0.299 * r + 0.587 * g + 0.114 * b > 150
+        else (255, 255, 255)
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -140,12 +151,14 @@ class StableColorDetVisualizer(DetLocalVisualizer):
     which pixels may have changed).
     """
 
-    def __init__(self,
-                 name: str = 'eca_visualizer',
-                 mask_alpha: float = 0.5,
-                 line_width: Optional[float] = None,
-                 font_scale: float = 1.0,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        name: str = 'eca_visualizer',
+        mask_alpha: float = 0.5,
+        line_width: Optional[float] = None,
+        font_scale: float = 1.0,
+        **kwargs,
+    ) -> None:
         kwargs.setdefault('alpha', 1.0)
         super().__init__(name=name, line_width=line_width or 1, **kwargs)
         self.auto_line_width = line_width is None
@@ -154,19 +167,25 @@ class StableColorDetVisualizer(DetLocalVisualizer):
         self.label_regions: List[Region] = []
 
     # DetLocalVisualizer.add_datasample calls this for GT and predictions.
-    def _draw_instances(self, image: np.ndarray, instances,
-                        classes: Optional[Sequence[str]],
-                        palette=None) -> np.ndarray:
+    def _draw_instances(
+        self,
+        image: np.ndarray,
+        instances,
+        classes: Optional[Sequence[str]],
+        palette=None,
+    ) -> np.ndarray:
         return self.draw_instances(image, instances)
 
-    def set_meta(self, dataset_meta: Optional[dict]
-                 ) -> 'StableColorDetVisualizer':
+    def set_meta(
+        self, dataset_meta: Optional[dict]
+    ) -> 'StableColorDetVisualizer':
         """Set ``dataset_meta`` (``classes``, ``palette``); returns self."""
         self.dataset_meta = dict(dataset_meta or {})
         return self
 
-    def draw_instances(self, image: np.ndarray,
-                       instances: InstanceData) -> Optional[np.ndarray]:
+    def draw_instances(
+        self, image: np.ndarray, instances: InstanceData
+    ) -> Optional[np.ndarray]:
         """Draw all ``instances`` (no score filtering; an ``InstanceData``
         with ``labels`` and any of ``bboxes``, ``masks``, ``scores``) on the
         RGB ``image``; returns the
@@ -179,19 +198,24 @@ class StableColorDetVisualizer(DetLocalVisualizer):
         height, width = image.shape[:2]
         if self.auto_line_width:
             self.line_width = max(1.0, min(height, width) / 200.0)
-        labels = _to_numpy(instances.labels).astype(np.int64) \
-            if 'labels' in instances else np.zeros((0, ), np.int64)
+        labels = (
+            _to_numpy(instances.labels).astype(np.int64)
+            if 'labels' in instances
+            else np.zeros((0,), np.int64)
+        )
         if len(labels) == 0:
             return self.get_image()
         extra = fixed_palette(int(labels.max()) + 1)
-        inst_colors = [colors[lb] if 0 <= lb < len(colors) else extra[lb]
-                       for lb in labels]
+        inst_colors = [
+            colors[lb] if 0 <= lb < len(colors) else extra[lb] for lb in labels
+        ]
 
         masks = None
         if 'masks' in instances and len(instances.masks) > 0:
             masks = _masks_to_numpy(instances.masks)
             self.draw_binary_masks(
-                masks, colors=inst_colors, alphas=self.mask_alpha)
+                masks, colors=inst_colors, alphas=self.mask_alpha
+            )
 
         bboxes = None
         if 'bboxes' in instances:
@@ -206,19 +230,24 @@ class StableColorDetVisualizer(DetLocalVisualizer):
                     bboxes,
                     edge_colors=inst_colors,
                     alpha=1.0,
-                    line_widths=self.line_width)
+                    line_widths=self.line_width,
+                )
 
-        scores = _to_numpy(instances.scores) if 'scores' in instances \
-            else None
+        scores = _to_numpy(instances.scores) if 'scores' in instances else None
         base_font = max(6.0, min(height, width) / 32.0) * self.font_scale
         for i, label in enumerate(labels):
-            name = classes[label] if 0 <= label < len(classes) \
+            name = (
+                classes[label]
+                if 0 <= label < len(classes)
                 else f'class {label}'
+            )
             text = name if scores is None else f'{name} {float(scores[i]):.2f}'
             if bboxes is not None:
                 x0, y0, x1, y1 = bboxes[i]
-                pos = (float(x0) + self.line_width,
-                       float(y0) + self.line_width)
+                pos = (
+                    float(x0) + self.line_width,
+                    float(y0) + self.line_width,
+                )
                 halign = 'left'
                 size = min(base_font, max(6.0, (y1 - y0) / 3.0))
             elif masks is not None and masks[i].any():
@@ -235,28 +264,33 @@ class StableColorDetVisualizer(DetLocalVisualizer):
                 font_sizes=int(round(size)),
                 vertical_alignments='top',
                 horizontal_alignments=halign,
-                bboxes=[{
-                    'facecolor': tuple(c / 255 for c in inst_colors[i]),
-                    'alpha': 0.85,
-                    'pad': 0.5,
-                    'edgecolor': 'none'
-                }])
+                bboxes=[
+                    {
+                        'facecolor': tuple(c / 255 for c in inst_colors[i]),
+                        'alpha': 0.85,
+                        'pad': 0.5,
+                        'edgecolor': 'none',
+                    }
+                ],
+            )
         drawn = self.get_image()
         if drawn is not None:
             self.label_regions = self._text_regions()
         return drawn
 
-    def add_datasample(self,
-                       name: str,
-                       image: np.ndarray,
-                       data_sample=None,
-                       draw_gt: bool = True,
-                       draw_pred: bool = True,
-                       show: bool = False,
-                       wait_time: float = 0,
-                       out_file: Optional[str] = None,
-                       pred_score_thr: float = 0.3,
-                       step: int = 0) -> None:
+    def add_datasample(
+        self,
+        name: str,
+        image: np.ndarray,
+        data_sample=None,
+        draw_gt: bool = True,
+        draw_pred: bool = True,
+        show: bool = False,
+        wait_time: float = 0,
+        out_file: Optional[str] = None,
+        pred_score_thr: float = 0.3,
+        step: int = 0,
+    ) -> None:
         """mmdet's ``add_datasample`` (same arguments and outputs: the
         drawing is :meth:`get_image`, shown with ``show``, written to
         ``out_file`` or else sent to the ``vis_backends``), with three
@@ -266,8 +300,9 @@ class StableColorDetVisualizer(DetLocalVisualizer):
         prediction panels, and ``out_file`` is written atomically.
         Predictions scoring ``<= pred_score_thr`` are not drawn."""
         pred_score_thr = check_score_thr(pred_score_thr)
-        image = np.ascontiguousarray(image[..., :3]).clip(0, 255).astype(
-            np.uint8)
+        image = (
+            np.ascontiguousarray(image[..., :3]).clip(0, 255).astype(np.uint8)
+        )
         panels = []
         if data_sample is not None:
             data_sample = data_sample.cpu()
@@ -310,10 +345,14 @@ class StableColorDetVisualizer(DetLocalVisualizer):
             x1 = max(box.x1, text_box.x1)
             y0 = min(box.y0, text_box.y0)
             y1 = max(box.y1, text_box.y1)
-            regions.append((int(math.floor(x0)) - 1,
-                            int(math.floor(fig_height - y1)) - 1,
-                            int(math.ceil(x1)) + 1,
-                            int(math.ceil(fig_height - y0)) + 1))
+            regions.append(
+                (
+                    int(math.floor(x0)) - 1,
+                    int(math.floor(fig_height - y1)) - 1,
+                    int(math.ceil(x1)) + 1,
+                    int(math.ceil(fig_height - y0)) + 1,
+                )
+            )
         return regions
 
 
@@ -330,10 +369,14 @@ def rescale_instances(instances, scale: float, shape: Tuple[int, int]):
         masks = _masks_to_numpy(out.masks)
         if len(masks):
             masks = torch.from_numpy(masks[:, None].astype(np.float32))
-            masks = torch.nn.functional.interpolate(
-                masks, size=tuple(shape), mode='nearest')[:, 0] > 0.5
+            masks = (
+                torch.nn.functional.interpolate(
+                    masks, size=tuple(shape), mode='nearest'
+                )[:, 0]
+                > 0.5
+            )
         else:
-            masks = torch.zeros((0, ) + tuple(shape), dtype=torch.bool)
+            masks = torch.zeros((0,) + tuple(shape), dtype=torch.bool)
         out.masks = masks
     return out
 
@@ -346,8 +389,11 @@ def gt_in_image_frame(data_sample, instances):
         return instances
     ori_shape = tuple(meta['ori_shape'][:2])
     masks = instances.masks
-    mask_shape = (masks.height, masks.width) if hasattr(masks, 'height') \
+    mask_shape = (
+        (masks.height, masks.width)
+        if hasattr(masks, 'height')
         else tuple(_to_numpy(masks).shape[-2:])
+    )
     if mask_shape == ori_shape or 'scale_factor' not in meta:
         return instances
     sx, sy = meta['scale_factor'][:2]
@@ -368,15 +414,20 @@ def resize_sample(image: np.ndarray, data_sample, size: int):
     if max(height, width) == size:
         return image, data_sample
     scale = size / max(height, width)
-    shape = (max(1, int(round(height * scale))),
-             max(1, int(round(width * scale))))
+    shape = (
+        max(1, int(round(height * scale))),
+        max(1, int(round(width * scale))),
+    )
     image = cv2.resize(
-        image, (shape[1], shape[0]),
-        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        image,
+        (shape[1], shape[0]),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+    )
     sample = data_sample.clone()
     if 'pred_instances' in sample:
         sample.pred_instances = rescale_instances(
-            sample.pred_instances.cpu(), scale, shape)
+            sample.pred_instances.cpu(), scale, shape
+        )
     if 'gt_instances' in sample:
         del sample.gt_instances
     return image, sample
