@@ -3,9 +3,11 @@
     python tools/benchmark.py [--pairs 15] [--cases NAME ...] [--json OUT]
 
 Each case alternates A (ECA) and B (plain) in one process after a warm-up
-and reports the median of the per-pair ratios A/B with min and max. With
-several cases, each runs in a fresh process of its own, so that what one
-case leaves behind (heap, caches) cannot favour either side of the next.
+and reports the ratio of the fastest runs (the fastest fifth of each side:
+on a shared machine interference only adds time) next to the median of the
+per-pair ratios A/B with min and max. With several cases, each runs in a
+fresh process of its own, so that what one case leaves behind (heap,
+caches) cannot favour either side of the next.
 """
 
 import argparse
