@@ -18,7 +18,7 @@ from ..engine import (
     enable_stack_fixes,
     get_launch_rank,
 )
-from ..engine.errors import first_line
+from ..engine.errors import CONFIG_BUILD_ERRORS, first_line
 
 __all__ = [
     'CfgOptionsAction',
@@ -252,14 +252,7 @@ def build_runner(cfg: Config, config_path: str):
         return Runner.from_cfg(cfg)
     except EcaMmdetError:
         raise
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        AssertionError,
-        ImportError,
-        AttributeError,
-    ) as e:
+    except CONFIG_BUILD_ERRORS as e:
         if os.environ.get(DEBUG_ENV):
             raise
         raise ConfigError(

@@ -29,7 +29,7 @@ from mmengine.config import Config
 
 from ..datasets.coco_check import _load, check_coco_file
 from ..engine.checkpoint import checkpoint_file_problem, torchvision_importable
-from ..engine.errors import EcaMmdetError
+from ..engine.errors import CONFIG_BUILD_ERRORS, EcaMmdetError
 
 __all__ = [
     'PreflightError',
@@ -550,14 +550,7 @@ def _check_model(cfg: Config) -> None:
             cfg.get('default_scope', None) or 'mmdet'
         ):
             MODELS.build(copy.deepcopy(model))
-    except (
-        KeyError,
-        TypeError,
-        ValueError,
-        AssertionError,
-        ImportError,
-        AttributeError,
-    ) as e:
+    except CONFIG_BUILD_ERRORS as e:
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         reason = (
             text.strip().splitlines() or ['a check in its constructor failed']

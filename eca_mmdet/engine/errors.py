@@ -1,7 +1,18 @@
 """The base class of the errors our command-line tools report in one line,
 and :func:`first_line`, how they quote an underlying exception."""
 
-__all__ = ['EcaMmdetError', 'first_line']
+__all__ = ['CONFIG_BUILD_ERRORS', 'EcaMmdetError', 'first_line']
+
+# What mmengine's registries raise when a config does not build (unknown
+# type, bad or missing argument, failed import in the built class).
+CONFIG_BUILD_ERRORS = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AssertionError,
+    ImportError,
+    AttributeError,
+)
 
 
 class EcaMmdetError(Exception):
