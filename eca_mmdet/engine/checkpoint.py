@@ -23,18 +23,22 @@ import pickle
 import re
 import types
 import zipfile
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.model import is_model_wrapper
 
 from .errors import EcaMmdetError
 
 __all__ = [
     'CheckpointLoadError',
     'CheckpointMismatchError',
+    'FittedCheckpoint',
     'checkpoint_mismatch',
+    'load_fitting_checkpoint',
+    'strip_prefix',
     'checkpoint_file_problem',
     'state_dict_of',
     'ModelZooUnavailableError',
@@ -140,9 +144,20 @@ def state_dict_of(checkpoint: Any) -> Dict[str, torch.Tensor]:
     )
     if not isinstance(state, dict):
         raise CheckpointLoadError('the checkpoint holds no state_dict')
+    return strip_prefix(state, 'module.', keep_others=True)
+
+
+def strip_prefix(
+    state_dict: Dict[str, Any], prefix: str, keep_others: bool = False
+) -> Dict[str, Any]:
+    """The entries of ``state_dict`` under ``prefix`` (``'backbone'`` or
+    ``'backbone.'``), without it; ``keep_others`` also keeps, unchanged,
+    those not under it."""
+    prefix = prefix if prefix.endswith('.') else prefix + '.'
     return {
-        (k[len('module.') :] if k.startswith('module.') else k): v
-        for k, v in state.items()
+        k[len(prefix) :] if k.startswith(prefix) else k: v
+        for k, v in state_dict.items()
+        if keep_others or k.startswith(prefix)
     }
 
 
@@ -191,6 +206,80 @@ def checkpoint_mismatch(
                 f'{what} {len(items)}: ' + '; '.join(items[:limit]) + more
             )
     return ' | '.join(parts) or None
+
+
+class FittedCheckpoint(NamedTuple):
+    """A checkpoint that fits its model (:func:`load_fitting_checkpoint`)."""
+
+    checkpoint: Any  # as loaded: ``meta``, ``optimizer``, ... are here
+    state_dict: Dict[str, torch.Tensor]  # with the model's key names
+
+
+def load_fitting_checkpoint(
+    model: torch.nn.Module,
+    filename: str,
+    target: str = 'the model',
+    what: str = 'checkpoint',
+    fix: Union[None, str, Callable[[Dict[str, torch.Tensor]], str]] = None,
+    prefix: Optional[str] = None,
+    ignore_unexpected: bool = False,
+    checkpoint: Any = None,
+    load: bool = False,
+) -> FittedCheckpoint:
+    """Read ``filename`` (weights-only, :func:`safe_torch_load`) and refuse
+    it unless its weights fit ``model`` exactly (:func:`checkpoint_mismatch`).
+
+    The one fit check of the project: the backbone's pretrained weights
+    (train preflight), :func:`~eca_mmdet.apis.load_detector`, testing,
+    ``--resume``, the ONNX export and the attention tool all go through it.
+    mmengine itself loads non-strictly and only logs what did not fit, which
+    leaves part of the model random.
+
+    Args:
+        model (nn.Module): The model (a model wrapper is unwrapped).
+        filename (str): The checkpoint file, named in the message.
+        target (str): How the message names the model (``'the model of
+            CONFIG'``).
+        what (str): How the message names the checkpoint.
+        fix (str or callable, optional): What to do about a mismatch, added
+            to the message; a callable gets the state dict.
+        prefix (str, optional): Only the weights under this prefix
+            (``'backbone.'``), without it, as mmengine's ``Pretrained``
+            ``prefix``.
+        ignore_unexpected (bool): Accept weights the model lacks (e.g. an
+            ImageNet classifier's ``fc``).
+        checkpoint: ``filename`` already loaded, to check without reading
+            it again.
+        load (bool): Also load the weights into ``model``.
+
+    Returns:
+        FittedCheckpoint: The loaded checkpoint and its state dict.
+
+    Raises:
+        CheckpointLoadError: the file is missing or unreadable.
+        CheckpointMismatchError: ``what filename (prefix) does not fit
+            target: <first mismatched keys and shapes>; fix``.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    if checkpoint is None:
+        checkpoint = safe_torch_load(filename, map_location='cpu')
+    state = state_dict_of(checkpoint)
+    if prefix:
+        state = strip_prefix(state, prefix)
+    problem = checkpoint_mismatch(
+        model, state, ignore_unexpected=ignore_unexpected
+    )
+    if problem:
+        hint = fix(state) if callable(fix) else fix
+        where = f' (prefix {prefix!r})' if prefix else ''
+        raise CheckpointMismatchError(
+            f'{what} {filename}{where} does not fit {target}: {problem}'
+            + (f'; {hint}' if hint else '')
+        )
+    if load:  # fits: only BatchNorm counters may be absent
+        model.load_state_dict(state, strict=False)
+    return FittedCheckpoint(checkpoint, state)
 
 
 class UnsafeCheckpointError(CheckpointLoadError):
