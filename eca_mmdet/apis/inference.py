@@ -16,7 +16,6 @@ random) and one-line errors. The demo, ``tools/visualize.py``,
 ``tools/model_stats.py`` all load models through it.
 """
 
-import os.path as osp
 import warnings
 from typing import List, Optional, Sequence, Union
 
@@ -24,40 +23,20 @@ import numpy as np
 import torch
 from mmdet.apis import inference_detector, init_detector
 from mmengine.config import Config
-from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from ..engine.checkpoint import (
-    CheckpointMismatchError,
-    checkpoint_mismatch,
-    safe_torch_load,
-    state_dict_of,
-)
-from ..visualization.render import VisualizationError
+from ..engine.checkpoint import load_fitting_checkpoint
 from .common import load_config
 
 __all__ = ['load_detector', 'load_weights', 'predict']
-
-# DataParallel / DDP checkpoints prefix every key with 'module.'
-REVISE_KEYS = [(r'^module\.', '')]
 
 
 def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
     """Load ``checkpoint`` into ``model`` (weights-only, strict), refusing
     one that does not fit (:class:`CheckpointMismatchError` naming the first
     mismatched keys). Returns the checkpoint dict."""
-    if not osp.isfile(checkpoint):
-        raise VisualizationError(f'checkpoint not found: {checkpoint}')
-    ckpt = safe_torch_load(checkpoint, map_location='cpu')
-    problem = checkpoint_mismatch(model, state_dict_of(ckpt))
-    if problem:
-        raise CheckpointMismatchError(
-            f"checkpoint {checkpoint} does not fit the config's model: "
-            f'{problem}'
-        )
-    _load_checkpoint_to_model(
-        model, ckpt, strict=True, revise_keys=REVISE_KEYS
-    )
-    return ckpt
+    return load_fitting_checkpoint(
+        model, checkpoint, "the config's model", load=True
+    ).checkpoint
 
 
 def checkpoint_dataset_meta(ckpt: dict) -> Optional[dict]:

@@ -25,15 +25,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
 
-from ..engine import (
-    CheckpointMismatchError,
-    atomic_write,
-    checkpoint_mismatch,
-    get_launch_rank,
-    safe_torch_load,
-    setup_distributed,
-    state_dict_of,
-)
+from ..engine import atomic_write, get_launch_rank, setup_distributed
+from ..engine.checkpoint import load_fitting_checkpoint
 from .common import (
     CliArgumentParser,
     ConfigError,
@@ -208,17 +201,12 @@ def check_checkpoint_fits(model, checkpoint: str, config: str) -> None:
         CheckpointMismatchError: naming the checkpoint, the config and the
             first mismatched keys and shapes.
     """
-    from mmengine.model import is_model_wrapper
-
-    if is_model_wrapper(model):
-        model = model.module
-    state = state_dict_of(safe_torch_load(checkpoint, map_location='cpu'))
-    problem = checkpoint_mismatch(model, state)
-    if problem:
-        raise CheckpointMismatchError(
-            f'checkpoint {checkpoint} does not fit the model of {config}: '
-            f'{problem}; test it with the config it was trained with'
-        )
+    load_fitting_checkpoint(
+        model,
+        checkpoint,
+        f'the model of {config}',
+        fix='test it with the config it was trained with',
+    )
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -18,17 +18,16 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 
 from ..engine import (
     CheckpointMismatchError,
     EcaMmdetError,
-    checkpoint_mismatch,
     get_launch_rank,
     lock_work_dir,
-    safe_torch_load,
     setup_distributed,
-    state_dict_of,
 )
+from ..engine.checkpoint import load_fitting_checkpoint
 from .common import (
     CliArgumentParser,
     ConfigError,
@@ -270,9 +269,6 @@ def check_resume_fits(runner, cfg: Config) -> Optional[str]:
     path = cfg.get('load_from', None) or last_checkpoint(cfg.work_dir)
     if path is None:
         return None
-    checkpoint = safe_torch_load(path, map_location='cpu')
-    from mmengine.model import is_model_wrapper
-
     model = (
         runner.model.module if is_model_wrapper(runner.model) else runner.model
     )
@@ -281,12 +277,13 @@ def check_resume_fits(runner, cfg: Config) -> Optional[str]:
         'work dir (load_from=CHECKPOINT without --resume loads the '
         'fitting weights only)'
     )
-    problem = checkpoint_mismatch(model, state_dict_of(checkpoint))
-    if problem:
-        raise CheckpointMismatchError(
-            f'--resume: checkpoint {path} does not fit the model of '
-            f'{cfg.filename or "the config"}: {problem}; {fix}'
-        )
+    checkpoint = load_fitting_checkpoint(
+        model,
+        path,
+        f'the model of {cfg.filename or "the config"}',
+        what='--resume: checkpoint',
+        fix=fix,
+    ).checkpoint
     saved = (
         checkpoint.get('optimizer') if isinstance(checkpoint, dict) else None
     )
