@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eca_mmdet.apis import load_detector  # noqa: E402
 from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.apis.demo import readable_images, run_demo  # noqa: E402
+from eca_mmdet.engine import refuse_overwriting_inputs  # noqa: E402
 from eca_mmdet.visualization import (
     VisualizationError,  # noqa: E402
     check_score_thr,
@@ -78,6 +79,16 @@ def main(args: argparse.Namespace) -> int:
             f'--device {args.device}: CUDA is not available here; use '
             '--device cpu'
         )
+    refuse_overwriting_inputs(
+        (),
+        {'image': images, 'config': args.config, 'checkpoint': args.weights},
+        output_dirs={
+            '--out-dir': [
+                osp.join(args.out_dir, 'vis'),
+                osp.join(args.out_dir, 'preds'),
+            ]
+        },
+    )
     model = load_detector(args.config, args.weights, device=args.device)
     run_demo(
         model,

@@ -24,6 +24,7 @@ from eca_mmdet.apis.common import (
     run_cli,
 )
 from eca_mmdet.apis.inputs import expand_images  # noqa: E402
+from eca_mmdet.engine import refuse_overwriting_inputs  # noqa: E402
 from eca_mmdet.visualization import (
     StableColorDetVisualizer,  # noqa: E402
     VisualizationError,
@@ -71,6 +72,14 @@ def main(args: argparse.Namespace) -> int:
         raise VisualizationError(f'no epoch_*.pth in {args.work_dir}')
     cfg = load_config(args.config)
     paths = expand_images(args.images, allow_glob=True)
+    refuse_overwriting_inputs(
+        {'--out': args.out},
+        {
+            'image': paths,
+            'config': args.config,
+            'checkpoint': [c for _, c in checkpoints],
+        },
+    )
     images = [read_image(p) for p in paths]
     metrics = read_val_metrics(args.work_dir)
     # the first checkpoint's dataset_meta: one palette for all frames

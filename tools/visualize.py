@@ -30,6 +30,7 @@ from eca_mmdet.apis.common import (
     run_cli,
 )
 from eca_mmdet.apis.inputs import expand_images, load_coco_gt  # noqa: E402
+from eca_mmdet.engine import refuse_overwriting_inputs  # noqa: E402
 from eca_mmdet.visualization import (
     CONTACT_SHEET,  # noqa: E402
     StableColorDetVisualizer,
@@ -80,6 +81,11 @@ def main(args: argparse.Namespace) -> int:
     images = expand_images(args.inputs, cfg=cfg, allow_glob=True)
     for path in images:  # fail before the model is loaded
         read_image(path)
+    refuse_overwriting_inputs(
+        (),
+        {'image': images, 'annotation file': args.gt},
+        output_dirs={'--out-dir': args.out_dir},
+    )
     model = load_detector(cfg, args.checkpoint, device=args.device)
     meta = model.dataset_meta
     gt = (

@@ -13,25 +13,22 @@ ends at the RPN (FPN features and RPN maps, ``part='dense'``).
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ..engine import (
-    CheckpointMismatchError,
-    EcaMmdetError,
-    checkpoint_mismatch,
-    safe_torch_load,
-    state_dict_of,
-)
+from ..engine import EcaMmdetError, refuse_overwriting_inputs
+from ..engine.checkpoint import load_fitting_checkpoint
+from ..engine.errors import first_line
+from .common import CfgOptionsAction, CliArgumentParser, load_config, run_cli
 
 __all__ = [
     'ExportError',
     'OnnxCheck',
     'TensorModel',
     'build_export_model',
+    'build_parser',
     'check_onnxruntime',
     'export_onnx',
     'main',
@@ -159,8 +156,6 @@ def build_export_model(
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
-    from .common import load_config
-
     cfg = load_config(config, cfg_options)
     register_all_modules()
     try:
@@ -168,25 +163,16 @@ def build_export_model(
     except Exception as e:  # unknown types, bad arguments
         raise ExportError(
             f'cannot build the model of {config}: '
-            f'{type(e).__name__}: {_first_line(e)}'
+            f'{type(e).__name__}: {first_line(e)}'
         ) from None
     if checkpoint is not None:
-        state = state_dict_of(safe_torch_load(checkpoint, map_location='cpu'))
-        problem = checkpoint_mismatch(detector, state)
-        if problem:
-            raise CheckpointMismatchError(
-                f'checkpoint {checkpoint} does not fit {config}: {problem}'
-            )
-        detector.load_state_dict(state, strict=False)  # num_batches_tracked
+        load_fitting_checkpoint(
+            detector, checkpoint, f'the model of {config}', load=True
+        )
     detector.eval()
     model = TensorModel(detector, part or default_part(detector))
     model.preprocessing = dict(cfg.model.get('data_preprocessor') or {})
     return model.eval()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def export_onnx(
@@ -236,7 +222,7 @@ def export_onnx(
             )
     except Exception as e:  # unsupported ops in the model
         raise ExportError(
-            f'torch.onnx.export failed: {type(e).__name__}: {_first_line(e)}'
+            f'torch.onnx.export failed: {type(e).__name__}: {first_line(e)}'
         ) from None
     shapes = {INPUT_NAME: tuple(x.shape)}
     shapes.update((n, tuple(t.shape)) for n, t in zip(names, outputs))
@@ -292,11 +278,8 @@ def check_onnxruntime(
     return checks
 
 
-def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
-    from .common import CliArgumentParser
-
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/export_onnx.py``."""
     parser = CliArgumentParser(
         prog='tools/export_onnx.py',
         description="Export a detector in mmdet's tensor mode (or its "
@@ -333,11 +316,11 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         metavar='KEY=VALUE',
         help='override config entries, e.g. model.backbone.depth=101',
     )
-    return parser.parse_args(argv)
+    return parser
 
 
 def _size(path: str) -> str:
@@ -347,19 +330,16 @@ def _size(path: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``tools/export_onnx.py``: 0 when exported and matching PyTorch within
     :data:`TOLERANCE`, else 1 after one ``error: ...`` line."""
-    args = _parse_args(argv)
-    try:
-        return _run(args)
-    except EcaMmdetError as e:
-        if os.environ.get('ECA_MMDET_DEBUG'):
-            raise
-        print(f'error: {_first_line(e)}', file=sys.stderr, flush=True)
-        return 1
+    return run_cli(_run, build_parser(), argv)
 
 
 def _run(args: argparse.Namespace) -> int:
     if any(s < 32 for s in args.shape + (args.check_shape or [])):
         raise ExportError('--shape and --check-shape must be at least 32')
+    refuse_overwriting_inputs(
+        {'--out': args.out},
+        {'config': args.config, 'checkpoint': args.checkpoint},
+    )
     require_onnx()
     model = build_export_model(
         args.config,

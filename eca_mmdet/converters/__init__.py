@@ -27,6 +27,7 @@ import torch
 
 from ..engine.atomic_io import atomic_writer
 from ..engine.checkpoint import CheckpointLoadError, safe_torch_load
+from ..engine.paths import refuse_overwriting_inputs
 from . import official, timm
 from .common import ConversionError, StateDict, Structure, read_structure
 
@@ -176,27 +177,16 @@ def convert_state_dict(
 
 def check_output_path(src_path: PathLike, dst_path: PathLike) -> None:
     """Refuse an output that is a directory or the source itself (also
-    through another path or a link), before anything is read or written.
+    through another path or a link), before anything is read or written:
+    the tools' one output guard,
+    :func:`~eca_mmdet.engine.paths.refuse_overwriting_inputs`.
 
     Raises:
-        ConversionError: naming the output and what is wrong with it.
+        OutputPathError: naming the output and what is wrong with it.
     """
-    dst = os.fspath(dst_path)
-    if os.path.isdir(dst) or dst.endswith(('/', os.sep)):
-        raise ConversionError(
-            f'output {dst} is a directory; give a file path such as '
-            f'{os.path.join(dst, "eca_mmdet.pth")}'
-        )
-    if (
-        os.path.exists(dst)
-        and os.path.exists(src_path)
-        and os.path.samefile(src_path, dst)
-    ):
-        raise ConversionError(
-            f'output {dst} is the source checkpoint {os.fspath(src_path)} '
-            '(the same file); writing it would destroy the source: '
-            'choose another output path'
-        )
+    refuse_overwriting_inputs(
+        {'output': dst_path}, {'source checkpoint': src_path}
+    )
 
 
 def convert_file(src_path: PathLike, dst_path: PathLike) -> Dict[str, Any]:
@@ -234,7 +224,8 @@ def convert_checkpoint(src_path: PathLike, dst_path: PathLike) -> dict:
     Raises:
         FileNotFoundError: ``src_path`` does not exist.
         ConversionError: The source fits no known layout (the message names
-            the file and the reason, e.g. the first unrecognised keys), or
-            ``dst_path`` is a directory or the source file itself.
+            the file and the reason, e.g. the first unrecognised keys).
+        OutputPathError: ``dst_path`` is a directory or the source file
+            itself.
     """
     return dict(convert_file(src_path, dst_path)['backbone'])

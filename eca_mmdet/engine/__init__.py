@@ -29,6 +29,11 @@ from .dist import (
 )
 from .errors import EcaMmdetError
 from .fixes import disable_stack_fixes, enable_stack_fixes, stack_fixes_enabled
+from .paths import (
+    OutputPathError,
+    check_output_location,
+    refuse_overwriting_inputs,
+)
 
 __all__ = [
     'AtomicLocalBackend',
@@ -41,6 +46,9 @@ __all__ = [
     'DistSetupError',
     'EcaMmdetError',
     'ModelZooUnavailableError',
+    'OutputPathError',
+    'check_output_location',
+    'refuse_overwriting_inputs',
     'UnsafeCheckpointError',
     'cleanup_distributed',
     'disable_stack_fixes',
