@@ -468,56 +468,6 @@ def test_pretrained_checkpoint_that_fits_is_loaded(tmp_path):
         assert torch.equal(model.state_dict()[k], v), k
 
 
-@pytest.mark.parametrize(
-    'model_kwargs,expected',
-    [
-        # another ECA kernel size: names the key and both shapes
-        (
-            dict(depth=18, eca_k_size=(3, 5, 5, 5)),
-            [
-                'layer2.0.eca.conv.weight: checkpoint (1, 1, 3) vs model (1, 1, 5)',
-                'eca_k_size',
-            ],
-        ),
-        # another depth: names the first missing keys and the converter
-        (
-            dict(depth=34, eca_k_size=(3, 3, 5, 5)),
-            [
-                'missing in checkpoint',
-                'layer1.2.conv1.weight',
-                'tools/convert_weights.py',
-            ],
-        ),
-    ],
-)
-def test_pretrained_checkpoint_that_does_not_fit_is_refused(
-    tmp_path, model_kwargs, expected
-):
-    from eca_mmdet.engine import CheckpointMismatchError
-
-    source = ECAResNet(depth=18, eca_k_size=(3, 3, 5, 5))
-    torch.save(source.state_dict(), tmp_path / 'r18.pth')
-    model = ECAResNet(
-        **model_kwargs, init_cfg=_pretrained(tmp_path / 'r18.pth')
-    )
-    with pytest.raises(CheckpointMismatchError) as info:
-        model.init_weights()
-    message = str(info.value)
-    assert str(tmp_path / 'r18.pth') in message
-    for text in expected:
-        assert text in message, message
-
-
-def test_plain_resnet_checkpoint_is_named_as_such(tmp_path):
-    from eca_mmdet.engine import CheckpointMismatchError
-
-    plain = MODELS.build(dict(type='ResNet', depth=18))
-    torch.save(plain.state_dict(), tmp_path / 'plain.pth')
-    model = ECAResNet(depth=18, init_cfg=_pretrained(tmp_path / 'plain.pth'))
-    with pytest.raises(CheckpointMismatchError, match='no ECA weights'):
-        model.init_weights()
-
-
 @pytest.mark.parametrize('grad', [False, True])
 def test_fused_eca_under_autocast(grad):
     """Mixed precision (CPU autocast to bfloat16 here; fp16 on CUDA): the

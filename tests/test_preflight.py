@@ -16,8 +16,11 @@ from tools_testlib import (
 )
 
 pytest.importorskip('mmdet')
+from mmdet.registry import MODELS  # noqa: E402
 
 from mmengine.config import Config  # noqa: E402
+from eca_mmdet.engine import CheckpointMismatchError  # noqa: E402
+
 
 from eca_mmdet.apis.preflight import (
     PreflightError,  # noqa: E402
@@ -138,9 +141,10 @@ def test_missing_pretrained_checkpoint(shapes, tmp_path):
     assert 'model.backbone.init_cfg.checkpoint=PATH' in msg
     # testing does not initialise the backbone from it
     preflight_check(cfg, 'test')
-    # present -> fine
+    # present and fitting the backbone -> fine
     (tmp_path / 'checkpoints').mkdir()
-    torch.save({'state_dict': {}}, ckpt)
+    backbone = dict(cfg.model.backbone, init_cfg=None)
+    torch.save(MODELS.build(backbone).state_dict(), ckpt)
     preflight_check(cfg, 'train')
 
 
@@ -478,4 +482,101 @@ def test_cfg_option_without_value_is_named(shapes, tmp_path):
         )
         _assert_one_line_error(
             proc, "--cfg-options 'train_cfg.max_epochs'", 'KEY=VALUE'
+
+
+# --- pretrained backbone weights that do not fit ---------------------------
+
+
+# the tiny config's quarter-width backbone
+QUARTER = dict(stem_channels=16, base_channels=16)
+
+
+def _backbone_checkpoint(tmp_path, name, prefix='', **kwargs):
+    """A quarter-width ECAResNet-18's weights (random), saved under
+    ``prefix``, with a classifier the backbone lacks."""
+    model = MODELS.build(dict(type='ECAResNet', depth=18, **QUARTER, **kwargs))
+    state = {prefix + k: v for k, v in model.state_dict().items()}
+    state['fc.weight'] = torch.zeros(2, 128)
+    torch.save(dict(state_dict=state), tmp_path / name)
+    return str(tmp_path / name)
+
+
+def _with_pretrained(shapes, checkpoint, prefix=None, **backbone):
+    cfg = _load(shapes)
+    cfg.model.backbone = dict(
+        type='ECAResNet',
+        depth=18,
+        eca_k_size=(3, 3, 5, 5),
+        init_cfg=dict(type='Pretrained', checkpoint=checkpoint),
+        **QUARTER,
+        **backbone,
+    )
+    if prefix:
+        cfg.model.backbone.init_cfg.prefix = prefix
+    return cfg
+
+
+@pytest.mark.parametrize(
+    'backbone,expected',
+    [
+        # another ECA kernel size: names the key and both shapes
+        (
+            dict(eca_k_size=(3, 5, 5, 5)),
+            [
+                'layer2.0.eca.conv.weight: checkpoint (1, 1, 3) vs model '
+                '(1, 1, 5)',
+                'ECAResNet(depth=18, eca_k_size=(3, 5, 5, 5))',
+                'eca_k_size',
+            ],
+        ),
+        # another depth: names the first missing keys and the converter
+        (
+            dict(depth=34),
+            [
+                'missing in checkpoint',
+                'layer1.2.conv1.weight',
+                'tools/convert_weights.py',
+            ],
+        ),
+    ],
+)
+def test_pretrained_backbone_that_does_not_fit_is_refused(
+    shapes, tmp_path, backbone, expected
+):
+    """mmengine loads pretrained weights non-strictly and only logs what
+    did not fit; the train preflight refuses them in one message."""
+    ckpt = _backbone_checkpoint(tmp_path, 'r18.pth', eca_k_size=(3, 3, 5, 5))
+    cfg = _with_pretrained(shapes, ckpt)
+    cfg.model.backbone.update(backbone)
+    with pytest.raises(CheckpointMismatchError) as info:
+        preflight_check(cfg, 'train')
+    message = str(info.value)
+    assert message.startswith(f'backbone checkpoint {ckpt} does not fit ')
+    for text in expected:
+        assert text in message, message
+    preflight_check(cfg, 'test')  # testing does not load it
+
+
+def test_pretrained_backbone_under_a_prefix(shapes, tmp_path):
+    """A detector's checkpoint: the backbone's weights under ``prefix``
+    fit; with another kernel size the message names the prefix."""
+    ckpt = _backbone_checkpoint(
+        tmp_path, 'det.pth', 'backbone.', eca_k_size=(3, 3, 5, 5)
+    )
+    preflight_check(_with_pretrained(shapes, ckpt, 'backbone'), 'train')
+    cfg = _with_pretrained(shapes, ckpt, 'backbone.', eca_k_size=7)
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"det\.pth \(prefix 'backbone\.'\) does not fit "
+        r'ECAResNet\(depth=18, eca_k_size=\(7, 7, 7, 7\)\): shape mismatch',
+    ):
+        preflight_check(cfg, 'train')
+
+
+def test_plain_resnet_checkpoint_is_named_as_such(shapes, tmp_path):
+    plain = MODELS.build(dict(type='ResNet', depth=18, **QUARTER))
+    torch.save(plain.state_dict(), tmp_path / 'plain.pth')
+    cfg = _with_pretrained(shapes, str(tmp_path / 'plain.pth'))
+    with pytest.raises(CheckpointMismatchError, match='no ECA weights'):
+        preflight_check(cfg, 'train')
         )

@@ -11,7 +11,9 @@ comes from and how to override it. It also reads the COCO annotation files
 images and classes of the data set the metric scores and at least one
 annotation to score; for val/test sets it reads every image header (size,
 empty file). And it builds the model once (no weights loaded), so that a bad
-backbone argument is named at ``--check`` too.
+backbone argument is named at ``--check`` too, and, for training, checks that
+the pretrained weights of an ECAResNet backbone fit it
+(:func:`check_pretrained_fits`).
 
 Measured here (2 shared cores, warm page cache): reading the headers (size
 and EXIF orientation) of 5000 640x480 JPEGs adds 0.9 s (0.18 ms each), so
@@ -23,16 +25,31 @@ the check takes 0.8 s for Mask R-CNN ECA-ResNet-50.
 """
 
 import os.path as osp
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from mmengine.config import Config
 
 from ..datasets.coco_check import _load, check_coco_file
-from ..engine.checkpoint import checkpoint_file_problem, torchvision_importable
+from ..engine.checkpoint import (
+    checkpoint_file_problem,
+    load_fitting_checkpoint,
+    torchvision_importable,
+)
 from ..engine.errors import CONFIG_BUILD_ERRORS, EcaMmdetError
+from ..models import ECAResNet
 
 __all__ = [
     'PreflightError',
+    'check_pretrained_fits',
     'preflight_check',
     'iter_datasets',
     'iter_pretrained',
@@ -531,11 +548,12 @@ def _failed_build(error: BaseException) -> Optional[dict]:
     return built
 
 
-def _check_model(cfg: Config) -> None:
+def _check_model(cfg: Config) -> Optional[Any]:
     """Build ``cfg.model`` (a copy; no weights are loaded, ``init_cfg`` is
     not applied) so that an unknown type or a bad argument (an unknown
     ``arch``, an even ``eca_k_size``, a bad ``depth``) is reported at the
-    check, naming the config key, instead of when the runner is built."""
+    check, naming the config key, instead of when the runner is built.
+    Returns the model (None without a ``model`` dict)."""
     import copy
     import re
 
@@ -544,12 +562,12 @@ def _check_model(cfg: Config) -> None:
 
     model = cfg.get('model', None)
     if not isinstance(model, dict):
-        return
+        return None
     try:
         with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', None) or 'mmdet'
         ):
-            MODELS.build(copy.deepcopy(model))
+            return MODELS.build(copy.deepcopy(model))
     except CONFIG_BUILD_ERRORS as e:
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         reason = (
@@ -578,6 +596,64 @@ def _check_model(cfg: Config) -> None:
         ) from None
 
 
+def _no_eca_hint(backbone: ECAResNet) -> Callable[[dict], str]:
+    """What to do about weights that do not fit ``backbone``."""
+
+    def hint(state: dict) -> str:
+        missing = [k for k in backbone.state_dict() if k not in state]
+        if missing and all('.eca.' in k for k in missing):
+            return (
+                'it has no ECA weights (a plain ResNet?): use ECA-Net '
+                'weights converted with tools/convert_weights.py, or '
+                'init_cfg=None to train from scratch'
+            )
+        return (
+            'convert the source weights with `python '
+            'tools/convert_weights.py SRC DST` (it reads depth, '
+            'arch and k per stage from them) or set '
+            'model.backbone.depth/arch/eca_k_size to match'
+        )
+
+    return hint
+
+
+def check_pretrained_fits(model: Any) -> None:
+    """Refuse the local ``Pretrained`` checkpoint of an ECAResNet in
+    ``model`` (its ``init_cfg``) unless it fits: mmengine loads pretrained
+    weights with ``strict=False`` and only logs what did not fit, so weights
+    for another depth or ECA kernel size would leave part of the backbone
+    random. Keys the backbone lacks (a classifier's ``fc``) are fine.
+    Remote checkpoints are left to mmengine.
+
+    Raises:
+        CheckpointMismatchError: naming the checkpoint, the backbone and
+            the first mismatched keys and shapes.
+    """
+    for module in model.modules():
+        if not isinstance(module, ECAResNet):
+            continue
+        init_cfgs = module.init_cfg
+        if not isinstance(init_cfgs, (list, tuple)):
+            init_cfgs = [init_cfgs]
+        for init_cfg in init_cfgs:
+            if not (
+                isinstance(init_cfg, dict)
+                and init_cfg.get('type') == 'Pretrained'
+                and isinstance(init_cfg.get('checkpoint'), str)
+                and not _is_remote(init_cfg['checkpoint'])
+            ):
+                continue
+            load_fitting_checkpoint(
+                module,
+                init_cfg['checkpoint'],
+                module.describe(),
+                what='backbone checkpoint',
+                fix=_no_eca_hint(module),
+                prefix=init_cfg.get('prefix'),
+                ignore_unexpected=True,
+            )
+
+
 def preflight_check(
     cfg: Config,
     mode: str = 'train',
@@ -591,7 +667,8 @@ def preflight_check(
         cfg (Config): The final config (after ``--cfg-options``).
         mode (str): ``'train'`` checks the train (and, when ``val_cfg`` is
             set, val) dataloaders and evaluator, ``load_from``/``resume``
-            and every ``Pretrained`` checkpoint of the model; ``'test'``
+            and every ``Pretrained`` checkpoint of the model (an
+            ECAResNet's must fit it); ``'test'``
             checks the test dataloader and evaluator and ``checkpoint``.
         checkpoint (str, optional): The checkpoint to test (``'test'``).
         warnings (list, optional): Receives one line per kind of annotation
@@ -616,6 +693,8 @@ def preflight_check(
             key and the ``--cfg-options`` override.
         AnnotationError: for an annotation file mmdet cannot use, or a
             scored file with boxes pycocotools would score wrongly.
+        CheckpointMismatchError: an ECAResNet's pretrained weights do not
+            fit it (:func:`check_pretrained_fits`).
     """
     warnings = [] if warnings is None else warnings
     if mode == 'train':
@@ -662,9 +741,11 @@ def preflight_check(
                 warnings,
             )
 
-    _check_model(cfg)
+    model = _check_model(cfg)
     if mode == 'train':
         _check_pretrained(cfg)
+        if model is not None:
+            check_pretrained_fits(model)
         load_from = cfg.get('load_from', None)
         if cfg.get('resume', False) and load_from:
             _check_checkpoint(

@@ -10,15 +10,9 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
-from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..engine.checkpoint import (
-    CheckpointMismatchError,
-    checkpoint_mismatch,
-    state_dict_of,
-)
 from .eca import (
     ECALayer,
     adaptive_kernel_size,
@@ -345,60 +339,8 @@ class ECAResNet(ResNet):
         super().train(mode)
         return self
 
-    def init_weights(self) -> None:
-        """Initialise as mmengine does, after checking that the checkpoint of
-        a ``Pretrained`` ``init_cfg`` fits this backbone.
-
-        mmengine loads pretrained weights with ``strict=False`` and only logs
-        what did not fit, so a checkpoint for another depth or ECA kernel
-        size would leave part of the backbone random; here it stops with
-        :class:`~eca_mmdet.engine.CheckpointMismatchError` naming the first
-        mismatched keys and shapes. Keys the backbone lacks (a classifier's
-        ``fc``) are fine.
-        """
-        init_cfg = self.init_cfg
-        if (
-            isinstance(init_cfg, dict)
-            and init_cfg.get('type') == 'Pretrained'
-            and isinstance(init_cfg.get('checkpoint'), str)
-        ):
-            self._check_pretrained_fits(
-                init_cfg['checkpoint'], init_cfg.get('prefix')
-            )
-        super().init_weights()
-
-    def _check_pretrained_fits(
-        self, checkpoint: str, prefix: Optional[str]
-    ) -> None:
-        state = state_dict_of(_load_checkpoint(checkpoint, map_location='cpu'))
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state = {
-                k[len(prefix) :]: v
-                for k, v in state.items()
-                if k.startswith(prefix)
-            }
-        problem = checkpoint_mismatch(self, state, ignore_unexpected=True)
-        if problem:
-            missing = [k for k in self.state_dict() if k not in state]
-            no_eca = bool(missing) and all('.eca.' in k for k in missing)
-            hint = (
-                'it has no ECA weights (a plain ResNet?): use ECA-Net '
-                'weights converted with tools/convert_weights.py, or '
-                'init_cfg=None to train from scratch'
-                if no_eca
-                else 'convert the source weights with `python '
-                'tools/convert_weights.py SRC DST` (it reads depth, '
-                'arch and k per stage from them) or set '
-                'model.backbone.depth/arch/eca_k_size to match'
-            )
-            where = f' (prefix {prefix!r})' if prefix else ''
-            raise CheckpointMismatchError(
-                f'backbone checkpoint {checkpoint}{where} does not fit '
-                f'{self._describe()}: {problem}; {hint}'
-            )
-
-    def _describe(self) -> str:
+    def describe(self) -> str:
+        """``ECAResNet(depth=.., eca_k_size=(..))``, as messages name it."""
         what = f'arch={self.arch!r}' if self.arch else f'depth={self.depth}'
         ks = tuple(
             getattr(self, name)[0].eca.k_size for name in self.res_layers
