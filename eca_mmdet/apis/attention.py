@@ -32,7 +32,7 @@ from mmengine.utils import ProgressBar
 
 from ..engine.atomic_io import atomic_writer
 from ..engine.checkpoint import (
-    checkpoint_mismatch,
+    load_fitting_checkpoint,
     safe_torch_load,
     state_dict_of,
 )
@@ -176,19 +176,15 @@ def load_backbone(
             f'cannot build the backbone {cfg}: '
             f'{type(e).__name__}: {first_line(e)}'
         ) from None
-    state = state_dict_of(ckpt)
-    if any(k.startswith('backbone.') for k in state):
-        state = {
-            k[len('backbone.') :]: v
-            for k, v in state.items()
-            if k.startswith('backbone.')
-        }
-    problem = checkpoint_mismatch(model, state)
-    if problem:
-        raise AttentionError(
-            f'checkpoint {checkpoint} does not fit the backbone: {problem}'
-        )
-    model.load_state_dict(state, strict=False)  # num_batches_tracked
+    detector = any(k.startswith('backbone.') for k in state_dict_of(ckpt))
+    load_fitting_checkpoint(
+        model,
+        checkpoint,
+        'the backbone',
+        prefix='backbone.' if detector else None,
+        checkpoint=ckpt,
+        load=True,
+    )
     return model.eval()
 
 
