@@ -28,6 +28,7 @@ import numpy as np
 from ..engine.atomic_io import atomic_writer
 from ..engine.errors import EcaMmdetError
 from ..models.gate_recording import stage_of
+from .visualizer import fixed_palette
 
 __all__ = [
     'AttentionError',
@@ -262,8 +263,6 @@ def _save(fig, out: str) -> str:
 
 
 def _class_colors(n: int) -> List[tuple]:
-    from .visualizer import fixed_palette
-
     return [tuple(v / 255 for v in c) for c in fixed_palette(n)]
 
 

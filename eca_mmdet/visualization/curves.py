@@ -17,6 +17,7 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..engine.atomic_io import atomic_writer
 from ..engine.errors import EcaMmdetError
 
 __all__ = [
@@ -166,8 +167,6 @@ def plot_curves(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-
-    from ..engine.atomic_io import atomic_writer
 
     panels = curve_panels(runs, val_keys)
     if not panels:
