@@ -389,9 +389,7 @@ def write_outputs(
             json.dumps(
                 dict(
                     images=n,
-                    classes=dict(
-                        zip(gate_set.class_names, counts, strict=True)
-                    ),
+                    classes=dict(zip(gate_set.class_names, counts)),
                     stages=stats,
                 ),
                 indent=1,

@@ -29,7 +29,7 @@ import colorsys
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 import numpy as np
 from PIL import Image
@@ -56,7 +56,7 @@ MAX_OBJECTS = 5
 MIN_VISIBLE_FRACTION = 0.6  # of an object's area left visible by occluders
 PLACEMENT_TRIES = 20
 
-Polygon = list[float]  # COCO polygon: [x0, y0, x1, y1, ...]
+Polygon = List[float]  # COCO polygon: [x0, y0, x1, y1, ...]
 
 
 # ----------------------------------------------------------------------------

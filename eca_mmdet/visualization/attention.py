@@ -94,13 +94,8 @@ class GateSet:
 
     def classes_of(self, index: int) -> List[str]:
         """The class names of image ``index``."""
-        return [
-            c
-            for c, has in zip(
-                self.class_names, self.image_classes[index], strict=True
-            )
-            if has
-        ]
+        row = self.image_classes[index]  # one column per class name
+        return [c for c, has in zip(self.class_names, row) if has]
 
 
 def save_gates(path: str, gate_set: GateSet) -> None:
