@@ -76,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
         raise VisualizationError(f'checkpoint not found: {args.weights}')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise VisualizationError(
-            f'--device {args.device}: CUDA is not available here; use '
+            f'--device {args.device}: CUDA is not available '
+            '(torch.cuda.is_available() is False); use '
             '--device cpu'
         )
     refuse_overwriting_inputs(

@@ -17,12 +17,14 @@ if ! grep -qs "\"version\":\"$VERSION\"" "$DATA/annotations/instances_val.json";
 else
   step "1/4 synthetic data set: $DATA exists (generator $VERSION)"
 fi
-# Same figures on other x86-64 machines: torch (ATen), oneDNN and MKL pick
-# kernels by CPU instruction set, and their float rounding differs (measured:
-# 2 epochs of the tiny test config end 6e-7 apart with ATen's non-vectorised
-# kernels, 1e-7 with oneDNN capped at SSE4.1). Capped at AVX2, an AVX-512
-# machine runs the kernels an AVX2 one does; on this AVX2 machine the cap
-# changes nothing (bit-identical weights). Set the variables to override.
+# Closer figures across x86-64 machines: torch (ATen), oneDNN and MKL pick
+# kernels by CPU instruction set, and their float rounding differs (measured
+# on an AMD EPYC, torch 2.13.0, 2026-12-01: 2 epochs of the tiny test config
+# end 6e-7 apart with ATen's non-vectorised kernels, 1e-7 with oneDNN capped
+# at SSE4.1). Capped at AVX2, an AVX-512 machine runs the kernels an AVX2 one
+# does; on an AVX2 machine (that AMD EPYC) the cap changes nothing
+# (bit-identical weights). Set the variables to override. docs/quickstart.md
+# gives the spread of the mAP across machines.
 if [ "$(uname -m)" = x86_64 ]; then
   export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2}
   export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2}

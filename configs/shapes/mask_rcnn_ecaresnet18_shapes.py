@@ -22,7 +22,8 @@ model = dict(
     backbone=dict(
         type='ECAResNet',
         depth=18,
-        # half width: as accurate here as the full 64-512 widths, 40% faster
+        # half width: on the shapes set as accurate as the full 64-512
+        # widths and 40% faster (docs/quickstart.md)
         stem_channels=32,
         base_channels=32,
         eca_k_size=None,

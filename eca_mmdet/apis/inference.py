@@ -8,7 +8,7 @@
     results = predict(model, ['a.png', 'b.png'])  # DetDataSample per image
 
 :func:`load_detector` is mmdet's :func:`~mmdet.apis.init_detector` plus what
-it lacks here: weights-only loading (our allow-list, whether or not the stack
+it lacks: weights-only loading (our allow-list, whether or not the stack
 fixes are on), a strict fit check (a checkpoint of another model is refused
 naming the first mismatched keys, where mmengine would leave those weights
 random) and one-line errors. The demo, ``tools/visualize.py``,

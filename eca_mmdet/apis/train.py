@@ -108,7 +108,7 @@ def build_train_config(args: argparse.Namespace) -> Config:
         if not torch.cuda.is_available():
             raise EcaMmdetError(
                 "--amp needs a CUDA GPU (mmengine's AmpOptimWrapper does not "
-                'support the CPU); run without --amp here'
+                'support the CPU); run without --amp on CPU'
             )
         optim_wrapper = cfg.get('optim_wrapper', None)
         if optim_wrapper is None:

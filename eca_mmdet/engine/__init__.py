@@ -1,4 +1,4 @@
-"""Run-time support for training/testing with mmengine 0.10 here: safe
+"""Run-time support for training/testing with mmengine 0.10: safe
 checkpoint loading (:mod:`.checkpoint`), atomic writes (:mod:`.atomic_io`),
 CPU DDP (:mod:`.dist`) and the work dir lock (:mod:`.work_dir_lock`); the
 checks before a run are :mod:`eca_mmdet.apis.preflight`.

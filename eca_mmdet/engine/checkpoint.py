@@ -322,7 +322,7 @@ class ModelZooUnavailableError(CheckpointLoadError):
     def for_uri(cls, filename: str) -> 'ModelZooUnavailableError':
         err = cls(
             f'cannot load {filename}: the torchvision model zoo is not '
-            f'available here (no torchvision, no download); '
+            f'available (torchvision cannot be imported); '
             f'{CONVERT_HINT}'
         )
         err.filename = filename
@@ -471,7 +471,7 @@ def safe_torch_load(
 
 
 def torchvision_importable() -> bool:
-    """Whether ``import torchvision`` works (it is absent here, and a wheel
+    """Whether ``import torchvision`` works (it may be absent, and a wheel
     built for another torch fails to import)."""
     try:
         import torchvision  # noqa: F401
