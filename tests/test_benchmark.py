@@ -109,7 +109,7 @@ def test_cli_collects_every_case_from_its_child_process(tmp_path):
             '15',
             '--warmup',
             '0',
-            '--batch-size',
+            '--batch-side',
             '32',
             '--cases',
             *cases,

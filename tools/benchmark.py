@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 import torch
+from mmdet.models.backbones import ResNet
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from eca_mmdet.apis import load_detector  # noqa: E402
@@ -30,7 +31,10 @@ from eca_mmdet.benchmark import (
     time_pairs,
     train_step,
 )
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.engine import atomic_write  # noqa: E402
+from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
+from eca_mmdet.models import ECAResNet  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # What the detector configs use for the backbone.
@@ -39,10 +43,6 @@ DET_BACKBONE = dict(frozen_stages=1, norm_eval=True, style='pytorch')
 
 def backbone_pair(depth, k, fused=True):
     """(ECAResNet, mmdet ResNet) of one depth, randomly initialised."""
-    from mmdet.models.backbones import ResNet
-
-    from eca_mmdet.models import ECAResNet
-
     torch.manual_seed(0)
     plain = ResNet(depth=depth, **DET_BACKBONE)
     plain.init_weights()
@@ -115,7 +115,7 @@ def cases(args, device):
         # same features on both sides, hence the same head work
         make_eca_twin(eca, plain)
         eca, plain = prep(eca, plain)
-        h, w = args.det_size
+        h, w = args.det_shape
         return (
             detector_inference(eca, h, w, device),
             detector_inference(plain, h, w, device),
@@ -123,8 +123,8 @@ def cases(args, device):
             'resnet',
         )
 
-    h, w = args.size
-    half = args.batch_size
+    h, w = args.shape
+    half = args.batch_side
     k50, k101 = (3, 5, 5, 7), (3, 3, 5, 7)
     return {
         'r50_infer_800x1333': bb(50, k50, (1, 3, h, w), inference_step),
@@ -144,8 +144,11 @@ def cases(args, device):
     }
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = CliArgumentParser(
+        prog='tools/benchmark.py', description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         '--pairs',
         type=int,
@@ -172,29 +175,33 @@ def parse_args():
     )
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument(
-        '--size',
+        '--shape',
         type=int,
         nargs=2,
         default=(800, 1333),
         metavar=('H', 'W'),
-        help='single-image input size',
+        aliases=['--size'],
+        help='single-image input size of the backbone cases',
     )
     parser.add_argument(
-        '--batch-size',
+        '--batch-side',
         type=int,
         default=512,
         metavar='S',
-        help='side of the batch-of-2 input',
+        aliases=['--batch-size'],
+        help='side of the batch-of-2 input (the *_2x512 cases)',
     )
     parser.add_argument(
-        '--det-size',
+        '--det-shape',
         type=int,
         nargs=2,
         default=(800, 1333),
         metavar=('H', 'W'),
+        aliases=['--det-size'],
+        help='input size of the detector case',
     )
     parser.add_argument('--json', metavar='OUT', help='also write JSON')
-    return parser.parse_args()
+    return parser
 
 
 def run_case_in_child(name):
@@ -203,7 +210,7 @@ def run_case_in_child(name):
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'case.json')
         # argparse keeps the last --cases and --json: these override ours
-        subprocess.run(
+        proc = subprocess.run(
             [
                 sys.executable,
                 osp.abspath(__file__),
@@ -214,8 +221,12 @@ def run_case_in_child(name):
                 out,
             ],
             stdout=subprocess.DEVNULL,
-            check=True,
         )
+        if proc.returncode != 0:  # its own error is on stderr above
+            raise EcaMmdetError(
+                f'case {name} failed in its process (exit status '
+                f'{proc.returncode})'
+            )
         with open(out) as f:
             case = json.load(f)['cases'][0]
     return PairTiming(
@@ -227,8 +238,8 @@ def run_case_in_child(name):
     )
 
 
-def main():
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
+    """Run the cases of ``args``; print the table, write the JSON."""
     device = torch.device(
         args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     )
@@ -238,7 +249,10 @@ def main():
     names = args.cases or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:
-        sys.exit(f'error: unknown case(s) {unknown}; known: {list(table)}')
+        raise EcaMmdetError(
+            f'--cases: unknown case(s) {", ".join(unknown)}; known: '
+            f'{", ".join(table)}'
+        )
     # init_weights() logs every parameter at INFO: keep the table readable.
     from mmengine.logging import MMLogger
 
@@ -281,7 +295,8 @@ def main():
             args.json,
         )
         print(f'wrote {args.json}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_cli(main, build_parser()))
