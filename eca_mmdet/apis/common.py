@@ -8,12 +8,14 @@ import os
 import os.path as osp
 import signal
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict, DictAction
 
 from ..engine import (
     EcaMmdetError,
+    NoSpaceError,
+    no_space_left,
     cleanup_distributed,
     enable_stack_fixes,
     get_launch_rank,
@@ -66,11 +68,51 @@ class CfgOptionsAction(DictAction):
 
 class CliArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error exits with status 1 like every other
-    input error of our tools."""
+    input error of our tools, and an option may keep older spellings
+    (``add_argument(..., aliases=['--score-thr'])``): accepted, not shown
+    in ``--help``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._required_with_aliases: List[argparse.Action] = []
 
     def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(1, f'{self.prog}: error: {message}\n')
+
+    def add_argument(self, *args, aliases: Sequence[str] = (), **kwargs):
+        """argparse's ``add_argument``; ``aliases`` are older spellings of
+        the option, which set the same value but are left out of
+        ``--help``."""
+        if not aliases:
+            return super().add_argument(*args, **kwargs)
+        required = kwargs.pop('required', False)
+        action = super().add_argument(*args, **kwargs)
+        shared = ('action', 'nargs', 'const', 'type', 'choices', 'metavar')
+        for alias in aliases:
+            super().add_argument(
+                alias,
+                dest=action.dest,
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+                **{k: v for k, v in kwargs.items() if k in shared},
+            )
+        if required:  # by the option or one of its aliases
+            self._required_with_aliases.append(action)
+        return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        missing = [
+            action.option_strings[0]
+            for action in self._required_with_aliases
+            if getattr(namespace, action.dest, None) is None
+        ]
+        if missing:
+            self.error(
+                'the following arguments are required: ' + ', '.join(missing)
+            )
+        return namespace, extras
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -293,7 +335,19 @@ def run_cli(
         enable_stack_fixes()
         if 'LOCAL_RANK' not in os.environ and hasattr(args, 'local_rank'):
             os.environ['LOCAL_RANK'] = str(args.local_rank)
-        return main(args) or 0
+        try:
+            return main(args) or 0
+        except (OSError, RuntimeError) as e:
+            full = no_space_left(e)
+            if full is None:
+                raise
+            raise NoSpaceError(
+                f'no space left on the device '
+                f'({getattr(full, "filename", None) or first_line(full)}); '
+                'what was written before is complete (checkpoints and '
+                'results are written atomically, never in part): free some '
+                'space and run again (a training with --resume)'
+            ) from None
     except (EcaMmdetError, KeyboardInterrupt) as e:
         if isinstance(e, KeyboardInterrupt):
             e = Interrupted('interrupted (SIGINT)')
