@@ -20,6 +20,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.converters import convert_file  # noqa: E402
 from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
 
@@ -33,22 +34,35 @@ def format_cfg(cfg: dict, checkpoint: str) -> str:
     return 'backbone=dict(\n    ' + ',\n    '.join(items) + ')'
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = CliArgumentParser(
+        prog='tools/convert_weights.py',
+        description=__doc__.split('\n\n')[0],
+    )
     ap.add_argument('src', help='official .pth.tar or timm .pth/.safetensors')
     ap.add_argument('dst', help='output ECAResNet checkpoint (.pth)')
-    args = ap.parse_args(argv)
+    return ap
+
+
+def convert(args: argparse.Namespace) -> int:
+    """Convert ``args.src`` into ``args.dst`` and print the config."""
     try:
         meta = convert_file(args.src, args.dst)
-    except (EcaMmdetError, OSError) as e:  # ConversionError is one
-        print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-        return 1
+    except OSError as e:  # reading SRC or writing DST
+        raise EcaMmdetError(str(e)) from None
     arch = f', arch {meta["arch"]}' if meta.get('arch') else ''
     print(f'detected layout: {meta["layout"]}{arch}')
     print(f'wrote {args.dst}')
     print('backbone config:')
     print(format_cfg(meta['backbone'], args.dst))
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; returns the exit status (1 after one ``error:`` line
+    for bad input)."""
+    return run_cli(convert, build_parser(), argv)
 
 
 if __name__ == '__main__':

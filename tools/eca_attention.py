@@ -4,14 +4,14 @@ plot it per class.
 
     python tools/eca_attention.py CONFIG CHECKPOINT \
         (--images IMG... | --ann ANN.json [--img-dir DIR]) \
-        [--max-images N] [--blocks layer4.1 ...] --out DIR
+        [--max-images N] [--blocks layer4.1 ...] --out-dir DIR
     python tools/eca_attention.py CONVERTED.pth --backbone-only \
-        --images IMG... --out DIR
+        --images IMG... --out-dir DIR
 
 Writes DIR/gates.npz (block -> images x channels, image ids/files, classes
 per image), class_mean_gates.png, class_offsets.png, stage_histograms.png
 and stage_stats.json. Classes come from --ann, else from the detector's
-predictions (--score-thr). Bad input is one ``error: ...`` line, exit 1.
+predictions (--pred-score-thr). Bad input is one ``error: ...`` line, exit 1.
 """
 
 import argparse
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         '--max-images', type=int, help='the first N images (by id with --ann)'
     )
-    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument(
+        '--out-dir', required=True, aliases=['--out'], help='output folder'
+    )
     p.add_argument(
         '--backbone-only',
         action='store_true',
@@ -78,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='--backbone-only: shorter image side (224)',
     )
     p.add_argument(
-        '--score-thr',
+        '--pred-score-thr',
         type=float,
         default=0.3,
+        aliases=['--score-thr'],
         help="without --ann: an image's classes are its "
         'predictions scoring at least this (0.3)',
     )
@@ -106,19 +109,19 @@ def main(args: argparse.Namespace) -> int:
     config, checkpoint = (
         (None, *args.models) if len(args.models) == 1 else args.models
     )
-    check_score_thr(args.score_thr, '--score-thr')
+    check_score_thr(args.pred_score_thr, '--pred-score-thr')
     if args.img_size < 16:
         raise AttentionError(f'--img-size must be >= 16, got {args.img_size}')
     summary = explore_attention(
         config,
         checkpoint,
-        args.out,
+        args.out_dir,
         images=args.images or (),
         ann_file=args.ann,
         img_dir=args.img_dir,
         max_images=args.max_images,
         backbone_only=args.backbone_only,
-        score_thr=args.score_thr,
+        score_thr=args.pred_score_thr,
         blocks=args.blocks,
         img_size=args.img_size,
         device=args.device,

@@ -11,6 +11,7 @@ an unpacked timm tree) and writes the compact description used by
     python tools/extract_pruned_widths.py /tmp/timm_wheel/timm-*.whl
 
 No timm import is needed (nor wanted): only the two text files are read.
+Bad input is one ``error: ...`` line and exit status 1.
 
 Output format, per arch::
 
@@ -29,6 +30,13 @@ import re
 import sys
 import zipfile
 from pathlib import Path
+
+# Allow running from a source checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
+from eca_mmdet.engine.atomic_io import atomic_write  # noqa: E402
+from eca_mmdet.engine.errors import EcaMmdetError, first_line  # noqa: E402
 
 ARCHS = ('ecaresnet50d_pruned', 'ecaresnet101d_pruned')
 DEFAULT_OUT = (
@@ -167,32 +175,54 @@ def render(data: dict[str, dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = CliArgumentParser(
+        prog='tools/extract_pruned_widths.py',
+        description=__doc__.split('\n\n')[0],
+    )
     ap.add_argument(
         'src', type=Path, help='timm wheel (.whl) or unpacked timm directory'
     )
     ap.add_argument(
-        '-o',
         '--out',
         type=Path,
         default=DEFAULT_OUT,
+        aliases=['-o'],
         help=f'output JSON (default {DEFAULT_OUT})',
     )
-    args = ap.parse_args(argv)
-    version, texts = read_specs(args.src)
-    data = {
-        arch: describe(
-            parse_spec(texts[arch]),
-            f'timm {version} timm/models/_pruned/{arch}.txt',
-        )
-        for arch in ARCHS
-    }
+    return ap
+
+
+def extract(args: argparse.Namespace) -> int:
+    """Read the specs of ``args.src`` and write ``args.out``."""
+    if not args.src.exists():
+        raise EcaMmdetError(f'timm wheel or directory not found: {args.src}')
+    try:
+        version, texts = read_specs(args.src)
+        data = {
+            arch: describe(
+                parse_spec(texts[arch]),
+                f'timm {version} timm/models/_pruned/{arch}.txt',
+            )
+            for arch in ARCHS
+        }
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:
+        raise EcaMmdetError(
+            f'cannot read the pruned widths from {args.src}: '
+            f'{type(e).__name__}: {first_line(e)}'
+        ) from None
     text = render(data)
     json.loads(text)  # sanity: the hand-rendered text is valid JSON
-    args.out.write_text(text)
+    atomic_write(text, str(args.out))
     print(f'wrote {args.out}')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 after one ``error:`` line
+    for bad input)."""
+    return run_cli(extract, build_parser(), argv)
 
 
 if __name__ == '__main__':

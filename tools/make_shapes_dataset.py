@@ -15,15 +15,22 @@ from pathlib import Path
 # Allow running from a source checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.datasets.shapes import (  # noqa: E402
     CATEGORIES,
     make_shapes_dataset,
 )
+from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
+
+MIN_IMG_SIZE = 48  # what make_shapes_dataset accepts
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse command-line arguments."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = CliArgumentParser(
+        prog='tools/make_shapes_dataset.py',
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument('out', type=Path, help='output directory')
     parser.add_argument(
         '--train',
@@ -41,23 +48,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--seed', type=int, default=0, help='random seed (default: 0)'
     )
     parser.add_argument(
-        '--size',
+        '--img-size',
         type=int,
         default=128,
+        aliases=['--size'],
         help='image side in pixels (default: 128)',
     )
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def generate(args: argparse.Namespace) -> int:
     """Generate the dataset and print a summary of what was written."""
-    args = parse_args(argv)
+    if args.img_size < MIN_IMG_SIZE:
+        raise EcaMmdetError(
+            f'--img-size must be at least {MIN_IMG_SIZE}, got {args.img_size}'
+        )
+    for option in ('train', 'val', 'seed'):
+        if getattr(args, option) < 0:
+            raise EcaMmdetError(
+                f'--{option} must be >= 0, got {getattr(args, option)}'
+            )
     info = make_shapes_dataset(
         args.out,
         num_train=args.train,
         num_val=args.val,
         seed=args.seed,
-        size=args.size,
+        size=args.img_size,
     )
     classes = ', '.join(f'{c["id"]}:{c["name"]}' for c in CATEGORIES)
     print(
@@ -70,7 +86,14 @@ def main(argv: list[str] | None = None) -> None:
             f'  {split}: {s["num_images"]} images in {s["img_dir"]}, '
             f'{s["num_annotations"]} annotations in {s["ann_file"]}'
         )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 after one ``error:`` line
+    for bad input)."""
+    return run_cli(generate, build_parser(), argv)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@
 predictions on IMAGE(s) and that epoch's val bbox/segm mAP from the log.
 
     python tools/progress_gif.py CONFIG WORK_DIR IMAGE... --out FILE.gif \
-        [--fps 2] [--size 256] [--score-thr 0.3]
+        [--fps 2] [--cell-size 256] [--pred-score-thr 0.3]
 """
 
 import argparse
@@ -52,19 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True, metavar='FILE.gif')
     p.add_argument('--fps', type=float, default=2.0)
     p.add_argument(
-        '--size',
+        '--cell-size',
         type=int,
         default=256,
-        help='each image is drawn at SIZE px (longer side)',
+        aliases=['--size'],
+        help='each image is drawn at this many px (longer side) in a '
+        'square cell (256)',
     )
-    p.add_argument('--score-thr', type=float, default=0.3)
+    p.add_argument(
+        '--pred-score-thr',
+        type=float,
+        default=0.3,
+        aliases=['--score-thr'],
+        help='draw predictions scoring above this, in [0, 1] (0.3)',
+    )
     p.add_argument('--cols', type=int, default=None)
     p.add_argument('--device', default='cpu')
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    check_score_thr(args.score_thr, '--score-thr')
+    check_score_thr(args.pred_score_thr, '--pred-score-thr')
     if not osp.isdir(args.work_dir):
         raise VisualizationError(f'work dir not found: {args.work_dir}')
     checkpoints = epoch_checkpoints(args.work_dir)
@@ -99,9 +107,9 @@ def main(args: argparse.Namespace) -> int:
                 images,
                 samples,
                 format_caption(epoch, metrics.get(epoch)),
-                size=args.size,
+                size=args.cell_size,
                 cols=args.cols,
-                score_thr=args.score_thr,
+                score_thr=args.pred_score_thr,
             )
         )
         model.cpu()

@@ -2,7 +2,7 @@
 """Draw a detector's predictions on images.
 
     python tools/visualize.py CONFIG CHECKPOINT INPUT... --out-dir DIR \
-        [--score-thr 0.3] [--gt ANN.json]
+        [--pred-score-thr 0.3] [--gt ANN.json]
 
 INPUT: image files, folders, globs, or a dataset split of the config (val).
 Writes DIR/<image>.png (GT | prediction with --gt) and DIR/contact_sheet.png.
@@ -58,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         'the config (train/val/test)',
     )
     p.add_argument('--out-dir', required=True)
-    p.add_argument('--score-thr', type=float, default=0.3)
+    p.add_argument(
+        '--pred-score-thr',
+        type=float,
+        default=0.3,
+        aliases=['--score-thr'],
+        help='draw predictions scoring above this, in [0, 1] (0.3)',
+    )
     p.add_argument(
         '--gt',
         metavar='ANN.json',
@@ -76,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    check_score_thr(args.score_thr, '--score-thr')
+    check_score_thr(args.pred_score_thr, '--pred-score-thr')
     cfg = load_config(args.config)  # dataset splits name images
     images = expand_images(args.inputs, cfg=cfg, allow_glob=True)
     for path in images:  # fail before the model is loaded
@@ -114,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
             image,
             sample,
             draw_gt=gt is not None,
-            pred_score_thr=args.score_thr,
+            pred_score_thr=args.pred_score_thr,
             out_file=out_file,
         )
         written.append(out_file)
