@@ -14,7 +14,7 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eca_mmdet.apis.common import run_cli  # noqa: E402
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.visualization.curves import (
     DEFAULT_VAL_KEYS,  # noqa: E402
     CurvesError,
@@ -24,7 +24,8 @@ from eca_mmdet.visualization.curves import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliArgumentParser(
+        prog='tools/plot_curves.py',
         description='Plot losses, lr and validation metrics per epoch of '
         'one or more training runs.'
     )
