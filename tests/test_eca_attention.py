@@ -198,7 +198,7 @@ def test_tool_on_converted_backbone(converted, capsys):
             *converted['images'],
             '--img-size',
             '32',
-            '--out',
+            '--out-dir',
             out,
         ],
         capsys,
@@ -271,7 +271,7 @@ def test_tool_on_detector_annotations_and_predictions(tiny_detector, capsys):
             d['ckpt'],
             '--ann',
             ann,
-            '--out',
+            '--out-dir',
             out,
             '--blocks',
             'layer1.0',
@@ -370,7 +370,7 @@ def test_tool_errors(tiny_detector, converted, capsys):
         ),
     ]
     for argv, message in cases:
-        code, cap = _cli([*argv, '--out', out], capsys)
+        code, cap = _cli([*argv, '--out-dir', out], capsys)
         assert code == 1, (argv, cap)
         lines = cap.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: '), cap.err

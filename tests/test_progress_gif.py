@@ -220,9 +220,9 @@ def test_progress_gif_tool(trained, tmp_path):
         out,
         '--fps',
         '3',
-        '--size',
+        '--cell-size',
         '80',
-        '--score-thr',
+        '--pred-score-thr',
         '0.05',
     )
     assert proc.returncode == 0, lib.explain(proc)

@@ -327,7 +327,7 @@ def test_visualize_tool_with_gt_and_contact_sheet(trained, tmp_path):
         'val',
         '--out-dir',
         out_dir,
-        '--score-thr',
+        '--pred-score-thr',
         '0.05',
         '--gt',
         ann,
@@ -515,10 +515,10 @@ def test_score_thresholds_outside_0_1_are_refused(tmp_path, thr):
             ],
         ),
     ):
-        proc = lib.run(tool, *args, '--score-thr', str(thr))
+        proc = lib.run(tool, *args, '--pred-score-thr', str(thr))
         assert proc.returncode == 1 and 'Traceback' not in proc.stderr, (
             lib.explain(proc)
         )
         assert proc.stderr.strip().splitlines() == [
-            f'error: --score-thr must be a score in [0, 1], got {thr!r}'
+            f'error: --pred-score-thr must be a score in [0, 1], got {thr!r}'
         ], lib.explain(proc)
