@@ -37,33 +37,42 @@ setup(
     version='0.1.0',
     description='ECA-ResNet (Efficient Channel Attention) backbones for '
     'MMDetection 3.x, with exact converters for official and timm weights',
-    long_description=open('README.md').read(),
+    long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['eca_mmdet', 'eca_mmdet.*']),
     package_data={'eca_mmdet': ['models/*.json']},
-    # Minimums are what has been tested: Python 3.11 (3.11.7) and torch
-    # 2.13.0 CPU (`make install`). Nothing older has been run. The code
-    # cannot work below torch 2.5 anyway (the checkpoint loader uses
-    # torch.serialization.safe_globals and get_unsafe_globals_in_checkpoint);
-    # between 2.5 and 2.13, and on Python < 3.11, it is untested.
-    python_requires='>=3.11',
+    # The ranges are the tested ones (see docs/installation.md): Python 3.11
+    # with torch 2.1.2 + numpy 1 and with torch 2.13.0 + numpy 2, both with
+    # mmcv 2.1.0, mmengine 0.10.7 and mmdet 3.3.0; Python 3.8-3.10 and 3.12
+    # are checked statically (tests/test_python_versions.py). Nothing here
+    # pins a newer release of what an MMDetection environment already has,
+    # so installing into one adds this package alone
+    # (tests/test_install_reach.py).
+    python_requires='>=3.8',
     install_requires=[
-        'torch>=2.13',
-        'numpy<2',
+        'torch>=2.1',
+        'numpy>=1.21',
         'mmengine>=0.10,<0.11',
         'mmcv>=2.0.0rc4,<2.2.0',  # build from source, see module docstring
         'mmdet==3.3.0',
         'pycocotools',
         'Pillow',
-        'safetensors',
     ],
-    # onnx: tools/export_onnx.py (ONNX export checked in onnxruntime); the
-    # tests use it too. numpy<2 above keeps onnx's ml_dtypes at a numpy 1
-    # release (the newest ml_dtypes needs numpy 2).
     extras_require={
+        # tools/export_onnx.py (checked in onnxruntime)
         'onnx': ['onnx', 'onnxruntime'],
-        # ruff pinned: its formatter's output changes between releases
-        'tests': ['pytest', 'ruff==0.17.6', 'onnx', 'onnxruntime'],
+        # timm's .safetensors files (tools/convert_weights.py)
+        'timm': ['safetensors'],
+        # ruff pinned: its formatter's output changes between releases;
+        # vermin checks the Python versions that are not run
+        'tests': [
+            'pytest',
+            'ruff==0.17.6',
+            'vermin',
+            'onnx',
+            'onnxruntime',
+            'safetensors',
+        ],
     },
     license='Apache-2.0',
     cmdclass={'build_py': BuildPyWithConfigs},
