@@ -26,7 +26,11 @@ from typing import Any, Dict, Union
 import torch
 
 from ..engine.atomic_io import atomic_writer
-from ..engine.checkpoint import CheckpointLoadError, safe_torch_load
+from ..engine.checkpoint import (
+    CheckpointLoadError,
+    safe_torch_load,
+    strip_prefix,
+)
 from ..engine.paths import refuse_overwriting_inputs
 from . import official, timm
 from .common import ConversionError, StateDict, Structure, read_structure
@@ -74,10 +78,7 @@ def _unwrap(obj: Any, src: str) -> StateDict:
         raise ConversionError(
             f'{src}: not a state dict of tensors (e.g. key {bad[0]!r})'
         )
-    return {
-        (k[len('module.') :] if k.startswith('module.') else k): v
-        for k, v in obj.items()
-    }
+    return strip_prefix(obj, 'module.', keep_others=True)
 
 
 def load_source(src_path: PathLike) -> StateDict:
