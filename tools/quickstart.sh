@@ -51,7 +51,7 @@ $PY tools/visualize.py "$CONFIG" "$CKPT" $(ls "$DATA"/val/*.png | head -8) \
 $PY tools/plot_curves.py "$WORK" --labels "ECA-ResNet-18 (shapes)" --out "$WORK/curves.png"
 # what the ECA layers learned: gates per class on the val images (~20 s)
 $PY tools/eca_attention.py "$CONFIG" "$CKPT" --ann "$DATA/annotations/instances_val.json" \
-  --max-images 100 --out "$WORK/attention"
+  --max-images 100 --out-dir "$WORK/attention"
 $PY - "$WORK" <<'PYEOF'
 import json, sys
 work = sys.argv[1]
