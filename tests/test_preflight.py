@@ -504,11 +504,8 @@ def _backbone_checkpoint(tmp_path, name, prefix='', **kwargs):
 def _with_pretrained(shapes, checkpoint, prefix=None, **backbone):
     cfg = _load(shapes)
     cfg.model.backbone = dict(
-        type='ECAResNet',
-        depth=18,
-        eca_k_size=(3, 3, 5, 5),
+        dict(type='ECAResNet', depth=18, eca_k_size=(3, 3, 5, 5), **QUARTER),
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint),
-        **QUARTER,
         **backbone,
     )
     if prefix:
