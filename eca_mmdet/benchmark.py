@@ -8,14 +8,24 @@ interference only adds time, so the fastest runs are the least disturbed)
 and the median of the per-pair ratios A/B, with their min and max.
 """
 
+import datetime
 import math
+import os
+import os.path as osp
+import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+from mmdet.models.backbones.resnet import Bottleneck
 from torch import nn
+
+from .models import ECALayer
 
 CPU = torch.device('cpu')
 
@@ -60,6 +70,78 @@ class PairTiming:
 
     def to_dict(self) -> dict:
         return dict(asdict(self), **self.summary())
+
+
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The CPU's model name: the first ``model name`` of ``cpuinfo``
+    (Linux), else ``platform.processor()``, else the architecture."""
+    try:
+        with open(cpuinfo, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                key, sep, value = line.partition(':')
+                if sep and key.strip() == 'model name' and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(repo: str, *args: str) -> Optional[str]:
+    try:
+        proc = subprocess.run(
+            ['git', '-C', repo, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_commit(repo: str) -> Optional[str]:
+    """The commit checked out at ``repo`` (``-dirty`` appended when tracked
+    files differ from it), or None when ``repo`` is not the top of a git
+    checkout (e.g. an installed copy inside some other repository)."""
+    top = _git(repo, 'rev-parse', '--show-toplevel')
+    if top is None or osp.realpath(top) != osp.realpath(repo):
+        return None
+    commit = _git(repo, 'rev-parse', 'HEAD')
+    if not commit:
+        return None
+    if _git(repo, 'status', '--porcelain', '--untracked-files=no'):
+        commit += '-dirty'
+    return commit
+
+
+def run_environment(
+    device: torch.device,
+    repo: Optional[str] = None,
+    argv: Optional[Sequence[str]] = None,
+) -> dict:
+    """What produced a set of timings: CPU model, logical cores, device
+    (and GPU name), torch and Python versions, git commit of ``repo`` (when
+    it is a checkout), UTC date and the command line (``argv``, default
+    ``sys.argv``)."""
+    env = dict(
+        cpu=cpu_model(),
+        logical_cores=os.cpu_count(),
+        device=str(device),
+    )
+    if device.type == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name(device)
+    env.update(
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )
+    commit = git_commit(repo) if repo else None
+    if commit:
+        env['commit'] = commit
+    now = datetime.datetime.now(datetime.timezone.utc)
+    env['date'] = now.isoformat(timespec='seconds')
+    argv = list(sys.argv if argv is None else argv)
+    env['command'] = ' '.join(shlex.quote(a) for a in ['python', *argv])
+    return env
 
 
 def _sync(device: torch.device) -> None:
@@ -130,10 +212,6 @@ def make_eca_twin(eca: nn.Module, plain: nn.Module) -> None:
     their time ratio is ECA's own cost. The features are equal up to
     rounding (the fused ECA folds the gate into a frozen BN's affine map).
     """
-    from mmdet.models.backbones.resnet import Bottleneck
-
-    from .models import ECALayer
-
     own, state = eca.state_dict(), plain.state_dict()
     differ = [
         k

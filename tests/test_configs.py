@@ -1,8 +1,11 @@
 """Our configs build on mmdet's and change only what ECA needs."""
 
+import os
 import os.path as osp
+import re
 
 import pytest
+import yaml
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
@@ -102,3 +105,67 @@ def test_shapes_config_builds_slim_model():
     assert model.backbone.out_channels == list(cfg.model.neck.in_channels)
     assert model.roi_head.bbox_head.num_classes == len(cfg.metainfo['classes'])
     assert n_params(model) < 15e6
+
+
+def _readme_table_rows(text):
+    """The first markdown table after the start of ``text``: one list of
+    cells per row, header and separator left out."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith('|'):
+            rows.append(
+                [c.strip() for c in line.strip().strip('|').split('|')]
+            )
+        elif rows:
+            break
+    return rows[2:]
+
+
+def test_metafile_agrees_with_the_configs_readme():
+    """configs/metafile.yml names existing configs, exactly the ones of the
+    results tables in configs/README.md (with the same figures) and in the
+    README."""
+    with open(osp.join(REPO, 'configs', 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    readme = open(osp.join(REPO, 'configs', 'README.md')).read()
+    results = readme.split('## Results on COCO 2017 val', 1)[1]
+    table = {
+        'configs/' + row[0].strip('`'): row[3]
+        for row in _readme_table_rows(results)
+    }
+    assert table, 'no results table in configs/README.md'
+    for collection in meta['Collections']:
+        assert osp.isfile(osp.join(REPO, collection['README']))
+        assert osp.isfile(osp.join(REPO, collection['Code']['URL']))
+    models = meta['Models']
+    configs = [m['Config'] for m in models]
+    assert len(set(configs)) == len(configs)
+    assert sorted(configs) == sorted(table)
+    for model in models:
+        assert osp.isfile(osp.join(REPO, model['Config'])), model['Config']
+        assert model['Name'] == osp.splitext(osp.basename(model['Config']))[0]
+        metrics = {}
+        for result in model['Results']:
+            metrics.update(result['Metrics'])
+        figures = re.findall(r'\d+\.\d', table[model['Config']])
+        expected = dict(zip(['box AP', 'mask AP'], map(float, figures)))
+        assert metrics == expected, model['Name']
+    # the results table of the top-level README links the same configs
+    top = open(osp.join(REPO, 'README.md')).read()
+    top = top.split('## Results and models', 1)[1].split('\n## ', 1)[0]
+    linked = re.findall(r'\]\((configs/[^)]+\.py)\)', top)
+    assert sorted(set(linked)) == sorted(configs)
+
+
+def test_configs_readme_lists_every_config():
+    """The first table of configs/README.md names every config file (not
+    the _base_ parts), and nothing else."""
+    readme = open(osp.join(REPO, 'configs', 'README.md')).read()
+    listed = {row[0].strip('`') for row in _readme_table_rows(readme)}
+    on_disk = set()
+    for root, _, files in os.walk(osp.join(REPO, 'configs')):
+        for name in files:
+            path = osp.relpath(osp.join(root, name), osp.join(REPO, 'configs'))
+            if name.endswith('.py') and not path.startswith('_base_'):
+                on_disk.add(path)
+    assert listed == on_disk

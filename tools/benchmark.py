@@ -7,13 +7,14 @@ and reports the ratio of the fastest runs (the fastest fifth of each side:
 on a shared machine interference only adds time) next to the median of the
 per-pair ratios A/B with min and max. With several cases, each runs in a
 fresh process of its own, so that what one case leaves behind (heap,
-caches) cannot favour either side of the next.
+caches) cannot favour either side of the next. The JSON's ``env`` records
+what produced the figures: CPU model, logical cores, device, torch and
+Python versions, git commit, UTC date and the command line.
 """
 
 import argparse
 import json
 import os.path as osp
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,15 +24,16 @@ from mmdet.models.backbones import ResNet
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from eca_mmdet.apis import load_detector  # noqa: E402
+from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.benchmark import (
     PairTiming,
     format_table,  # noqa: E402
     inference_step,
     make_eca_twin,
+    run_environment,
     time_pairs,
     train_step,
 )
-from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.engine import atomic_write  # noqa: E402
 from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
 from eca_mmdet.models import ECAResNet  # noqa: E402
@@ -257,12 +259,11 @@ def main(args: argparse.Namespace) -> int:
     from mmengine.logging import MMLogger
 
     MMLogger.get_instance('mmengine', log_level='WARNING')
+    # what produced the figures: CPU model, cores, torch, commit, date, command
     env = dict(
-        device=str(device),
+        run_environment(device, REPO),
         threads=torch.get_num_threads(),
-        torch=torch.__version__,
         channels_last=args.channels_last,
-        cpu=platform.processor() or platform.machine(),
         pairs=args.pairs,
         warmup=args.warmup,
     )
