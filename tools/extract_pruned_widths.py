@@ -207,7 +207,13 @@ def extract(args: argparse.Namespace) -> int:
             )
             for arch in ARCHS
         }
-    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        zipfile.BadZipFile,
+    ) as e:
         raise EcaMmdetError(
             f'cannot read the pruned widths from {args.src}: '
             f'{type(e).__name__}: {first_line(e)}'
