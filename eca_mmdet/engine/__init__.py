@@ -30,8 +30,10 @@ from .dist import (
 from .errors import EcaMmdetError
 from .fixes import disable_stack_fixes, enable_stack_fixes, stack_fixes_enabled
 from .paths import (
+    NoSpaceError,
     OutputPathError,
     check_output_location,
+    no_space_left,
     refuse_overwriting_inputs,
 )
 
@@ -46,8 +48,10 @@ __all__ = [
     'DistSetupError',
     'EcaMmdetError',
     'ModelZooUnavailableError',
+    'NoSpaceError',
     'OutputPathError',
     'check_output_location',
+    'no_space_left',
     'refuse_overwriting_inputs',
     'UnsafeCheckpointError',
     'cleanup_distributed',

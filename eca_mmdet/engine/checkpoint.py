@@ -389,8 +389,10 @@ def checkpoint_file_problem(filename: str) -> Optional[str]:
         and int.from_bytes(head[:8], 'little') < size
     ):
         return (
-            'is a safetensors file, not a PyTorch checkpoint (convert '
-            'it with tools/convert_weights.py SRC DST)'
+            'is a safetensors file, not a PyTorch checkpoint (timm '
+            'ecaresnet* ImageNet weights: tools/convert_weights.py SRC DST; '
+            'other weights, e.g. a detector: torch.save({"state_dict": '
+            'safetensors.torch.load_file(SRC)}, DST))'
         )
     if head.startswith(b'version https://git-lfs'):
         return (

@@ -16,13 +16,20 @@ directories, annotation files, checkpoints, configs) and raises
   or a parent of either is a regular file (``--out model.pth/x.onnx``).
 """
 
+import errno
 import os
 import os.path as osp
-from typing import Iterable, List, Mapping, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import EcaMmdetError
 
-__all__ = ['OutputPathError', 'check_output_location', 'refuse_overwriting_inputs']
+__all__ = [
+    'NoSpaceError',
+    'OutputPathError',
+    'check_output_location',
+    'no_space_left',
+    'refuse_overwriting_inputs',
+]
 
 PathLike = Union[str, 'os.PathLike[str]']
 # {label: path or paths}, or (label, path) pairs
@@ -34,6 +41,28 @@ Labelled = Union[
 
 class OutputPathError(EcaMmdetError):
     """An output path would overwrite an input, or cannot be written."""
+
+
+class NoSpaceError(EcaMmdetError):
+    """The disk (or the quota) filled up during a write."""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space_left(error: BaseException) -> Optional[BaseException]:
+    """The "no space left on device" error behind ``error`` (itself, or
+    its cause or context: torch and mmengine rewrap write errors), else
+    None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+            return error
+        if 'No space left on device' in str(error):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _pairs(items: Labelled) -> List[Tuple[str, str]]:
