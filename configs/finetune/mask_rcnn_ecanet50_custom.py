@@ -12,13 +12,18 @@ data_root = 'data/my_dataset/'
 train_ann, train_img = 'annotations/train.json', 'train/'
 val_ann, val_img = 'annotations/val.json', 'val/'
 # EDIT: your class names, exactly as the "name"s of the files' categories
-# (category ids need not be contiguous). Label i is classes[i].
+# and in their order (category ids need not be contiguous; another order is
+# refused, as mmdet numbers labels in the files' order). Label i is
+# classes[i].
 classes = ('scratch', 'dent', 'rust')
 # EDIT: a COCO-trained ECA-Net50 Mask R-CNN (e.g. from tools/train.py
 # configs/mask_rcnn_ecanet50_1x.py). Its class layers do not fit and start
 # new (mmengine logs their size mismatch). Set None (here, in the file) to
 # start from the ImageNet backbone of the base config instead.
 load_from = 'checkpoints/mask_rcnn_ecanet50_1x_coco.pth'
+# tools/train.py stops on a load_from that does not fit the model unless
+# partial loading is allowed: here the class layers are meant not to fit.
+partial_load = True
 
 metainfo = dict(classes=classes)
 model = dict(

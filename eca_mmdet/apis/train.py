@@ -9,10 +9,12 @@ torch >= 2.6), and reports bad input in one line with exit status 1.
 
 import argparse
 import contextlib
-import glob
+import os
 import os.path as osp
+import re
 import signal
-from typing import Dict, Optional, Sequence
+import time
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -48,9 +50,11 @@ __all__ = [
     'StopOnSigintHook',
     'build_parser',
     'build_train_config',
+    'check_load_from_fits',
     'check_resume_fits',
     'last_checkpoint',
     'main',
+    'work_dir_checkpoints',
 ]
 
 # Added to every run whose config does not list them (the project's configs
@@ -76,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         help='resume training (optimizer, schedulers, epoch) from '
         'CHECKPOINT; without a value, from the latest checkpoint of the '
         'work dir',
+    )
+    parser.add_argument(
+        '--start-over',
+        action='store_true',
+        help='train from the start in a work dir that holds checkpoints of '
+        'an earlier training: they are moved into '
+        'WORK_DIR/earlier_<time>/ first (without this flag, or --resume, '
+        'such a work dir is refused)',
+    )
+    parser.add_argument(
+        '--partial-load',
+        action='store_true',
+        help="load_from: load the checkpoint's weights that fit the model "
+        'and leave the others at their initial values (without it, or '
+        'partial_load = True in the config, a checkpoint that does not fit '
+        'stops the training)',
     )
     parser.add_argument(
         '--amp',
@@ -138,44 +158,121 @@ def build_train_config(args: argparse.Namespace) -> Config:
 
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        # explicit: mmengine alone trusts last_checkpoint only
+        cfg.load_from = last_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
-def _note_work_dir(cfg: Config, rank: int) -> None:
-    """Say what happens to checkpoints already in the work dir."""
-    if rank != 0:
-        return
-    existing = sorted(glob.glob(osp.join(cfg.work_dir, '*.pth')))
-    if not existing:
-        if cfg.get('resume', False) and cfg.get('load_from') is None:
+_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def work_dir_checkpoints(work_dir: str) -> List[str]:
+    """The ``epoch_N.pth`` / ``iter_N.pth`` files of ``work_dir``, oldest
+    (lowest N) first."""
+    if not osp.isdir(work_dir):
+        return []
+    found = []
+    for name in os.listdir(work_dir):
+        m = _CHECKPOINT_NAME.match(name)
+        path = osp.join(work_dir, name)
+        if m and osp.isfile(path):
+            found.append((int(m.group(2)), m.group(1) == 'epoch', path))
+    return [path for _, _, path in sorted(found)]
+
+
+def _check_work_dir(cfg: Config, start_over: bool, move: bool) -> None:
+    """Refuse a fresh training into a work dir that holds checkpoints of an
+    earlier one (it would overwrite them epoch by epoch and leave a mix);
+    with ``start_over`` move them (and ``last_checkpoint``) into
+    ``WORK_DIR/earlier_<time>/`` instead, when ``move``."""
+    if cfg.get('resume', False):
+        if cfg.get('load_from') is None:
             print_log(
                 f'--resume: no checkpoint in {cfg.work_dir} yet, training '
                 'starts from scratch',
                 logger='current',
             )
         return
-    if not cfg.get('resume', False):
-        print_log(
-            f'{cfg.work_dir} already holds {len(existing)} checkpoint(s); '
-            'they will be overwritten as epochs with the same number are '
-            'saved. Use --resume to continue from the latest one instead.',
-            logger='current',
-            level=30,
+    existing = work_dir_checkpoints(cfg.work_dir)
+    if not existing:
+        return
+    if not start_over:
+        names = [osp.basename(p) for p in existing]
+        shown = names[0] if len(names) == 1 else f'{names[0]} .. {names[-1]}'
+        raise EcaMmdetError(
+            f'work dir {cfg.work_dir} holds {len(existing)} checkpoint(s) of '
+            f'an earlier training ({shown}) that this one would overwrite: '
+            'continue it with --resume, or pass --start-over to train anew '
+            '(they are moved into an earlier_<time>/ folder), or another '
+            '--work-dir'
         )
+    if not move:
+        return
+    aside = osp.join(
+        cfg.work_dir, time.strftime('earlier_%Y%m%d_%H%M%S', time.localtime())
+    )
+    os.makedirs(aside, exist_ok=True)
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+    for path in existing + ([pointer] if osp.isfile(pointer) else []):
+        os.replace(path, osp.join(aside, osp.basename(path)))
+    print_log(
+        f'--start-over: moved the {len(existing)} checkpoint(s) of the '
+        f'earlier training into {aside}',
+        logger='current',
+    )
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint ``--resume`` would continue from (what
-    ``WORK_DIR/last_checkpoint`` names, as mmengine reads it), if it
-    exists."""
-    from mmengine.runner import find_latest_checkpoint
+    """The checkpoint ``--resume`` continues from: the file
+    ``WORK_DIR/last_checkpoint`` names, if it lies in ``work_dir``; else the
+    file of that name in ``work_dir`` (a copied or moved work dir, whose
+    ``last_checkpoint`` still names the original); else the newest
+    ``epoch_N.pth`` / ``iter_N.pth`` (``last_checkpoint`` deleted, or the
+    checkpoints copied in); None if there is none."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    named = None
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip() or None
+    if named:
+        real_dir = osp.realpath(work_dir)
+        if osp.dirname(osp.realpath(named)) == real_dir and osp.isfile(named):
+            return named
+        local = osp.join(work_dir, osp.basename(named))
+        if osp.isfile(local):
+            return local
+    existing = work_dir_checkpoints(work_dir)
+    return existing[-1] if existing else None
 
-    path = find_latest_checkpoint(work_dir)
-    return path if path and osp.isfile(path) else None
+
+def check_load_from_fits(runner, cfg: Config, partial: bool) -> None:
+    """Refuse a ``load_from`` (without resume) whose weights do not fit the
+    model exactly, unless ``partial`` (``--partial-load``) allows it:
+    mmengine loads it non-strictly, lists the misfits in the log and trains
+    the misfit layers from their initial values.
+
+    Raises:
+        CheckpointMismatchError: naming the checkpoint and the first
+            mismatched keys and shapes.
+    """
+    path = cfg.get('load_from', None)
+    if not path or cfg.get('resume', False) or partial:
+        return
+    model = (
+        runner.model.module if is_model_wrapper(runner.model) else runner.model
+    )
+    load_fitting_checkpoint(
+        model,
+        path,
+        f'the model of {cfg.filename or "the config"}',
+        what='load_from: checkpoint',
+        fix='pass --partial-load (or set partial_load = True in the '
+        'config) to load the weights that fit and train the others from '
+        'their initial values',
+    )
 
 
 # Optimizer states of torch's optimizers that have the shape of their
@@ -274,8 +371,8 @@ def check_resume_fits(runner, cfg: Config) -> Optional[str]:
     )
     fix = (
         'resume with the config it was trained with, or start a new '
-        'work dir (load_from=CHECKPOINT without --resume loads the '
-        'fitting weights only)'
+        'work dir (load_from=CHECKPOINT with --partial-load and without '
+        '--resume loads the fitting weights only)'
     )
     checkpoint = load_fitting_checkpoint(
         model,
@@ -380,19 +477,27 @@ def _train(args: argparse.Namespace) -> int:
         read_annotations=get_launch_rank(args.launcher) == 0,
     )
     rank = get_launch_rank(args.launcher)
+    start_over = getattr(args, 'start_over', False)
     if args.check:
         if rank == 0:
             lock_work_dir(cfg.work_dir, hold=False)
+        _check_work_dir(cfg, start_over, move=False)
         log_data_warnings(data_warnings)
         print(f'ok: {args.config} is ready to train (work dir {cfg.work_dir})')
         return 0
     if rank == 0:  # held until the process ends
         lock_work_dir(cfg.work_dir)
-    _note_work_dir(cfg, rank)
+        _check_work_dir(cfg, start_over, move=True)
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
     log_data_warnings(data_warnings, runner)
     check_resume_fits(runner, cfg)
+    check_load_from_fits(
+        runner,
+        cfg,
+        getattr(args, 'partial_load', False)
+        or bool(cfg.get('partial_load', False)),
+    )
     stop = StopOnSigintHook(cfg)
     runner.register_hook(stop)
     try:
