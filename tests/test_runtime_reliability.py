@@ -246,7 +246,14 @@ def test_second_training_into_a_running_work_dir_is_refused(trained, tmp_path):
         first.kill()  # like kill -9: the kernel releases the lock
         first.communicate()
     proc = run_tool(
-        ['train.py', trained['config'], '--work-dir', work, '--check'],
+        [
+            'train.py',
+            trained['config'],
+            '--work-dir',
+            work,
+            '--check',
+            '--start-over',  # the killed run may have saved epoch_1.pth
+        ],
         cwd=trained['root'],
     )
     assert proc.returncode == 0, explain(proc)
