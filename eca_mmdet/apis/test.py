@@ -18,14 +18,27 @@ table.
 """
 
 import argparse
+import glob
 import json
 import math
+import os
 import os.path as osp
-from typing import Any, Dict, Optional, Sequence
+import shutil
+from typing import Any, Dict, List, Optional, Sequence
 
+import torch
 from mmengine.config import Config, ConfigDict
 
-from ..engine import atomic_write, get_launch_rank, setup_distributed
+from ..engine import (
+    EcaMmdetError,
+    NoSpaceError,
+    atomic_write,
+    get_launch_rank,
+    lock_work_dir,
+    no_space_left,
+    refuse_overwriting_inputs,
+    setup_distributed,
+)
 from ..engine.checkpoint import load_fitting_checkpoint
 from .common import (
     CliArgumentParser,
@@ -52,6 +65,9 @@ __all__ = [
 
 METRICS_FILE = 'metrics.json'
 RESULTS_PREFIX = 'results'
+# The outputs of one test are written here first, then renamed into the
+# work dir together: never a mix of two runs' files.
+STAGING_DIR = '.test_outputs.partial'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,11 +217,128 @@ def check_checkpoint_fits(model, checkpoint: str, config: str) -> None:
         CheckpointMismatchError: naming the checkpoint, the config and the
             first mismatched keys and shapes.
     """
-    load_fitting_checkpoint(
+    fitted = load_fitting_checkpoint(
         model,
         checkpoint,
         f'the model of {config}',
         fix='test it with the config it was trained with',
+    )
+    bad = nonfinite_weights(fitted.state_dict)
+    if bad:
+        shown = ', '.join(bad[:3]) + (' ...' if len(bad) > 3 else '')
+        raise EcaMmdetError(
+            f'checkpoint {checkpoint} holds NaN or infinite weights '
+            f'({len(bad)} tensor(s): {shown}): the training diverged before '
+            'it was saved; test an earlier epoch_*.pth'
+        )
+
+
+def nonfinite_weights(state: Dict[str, Any]) -> List[str]:
+    """The names of the floating-point tensors of ``state`` holding a NaN
+    or an infinity."""
+    return [
+        name
+        for name, value in state.items()
+        if torch.is_tensor(value)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+def dataset_inputs(cfg: Config) -> Dict[str, List[str]]:
+    """The annotation files and image directories of the test data set
+    (also inside dataset wrappers), as the guard of the outputs names
+    them."""
+    anns: List[str] = []
+    dirs: List[str] = []
+    loader = cfg.get('test_dataloader', None) or {}
+    stack = [loader.get('dataset')]
+    while stack:
+        dataset = stack.pop()
+        if not isinstance(dataset, dict):
+            continue
+        stack.extend(dataset.get('datasets') or ())
+        stack.append(dataset.get('dataset'))
+        root = dataset.get('data_root') or ''
+        if isinstance(dataset.get('ann_file'), str) and dataset['ann_file']:
+            anns.append(osp.join(root, dataset['ann_file']))
+        prefix = dataset.get('data_prefix') or {}
+        img = prefix.get('img') if isinstance(prefix, dict) else None
+        if isinstance(img, str):
+            dirs.append(osp.join(root, img) if (root or img) else '.')
+    return {'annotation file': anns, 'image directory': dirs}
+
+
+def _output_files(cfg: Config) -> List[str]:
+    """The files a test writes into the work dir: ``metrics.json`` and
+    the results of every CocoMetric (``results[_i].{bbox,segm}.json``)."""
+    evaluator = cfg.get('test_evaluator', None)
+    metrics = (
+        evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    )
+    count = sum(1 for metric in metrics if _is_coco_metric(metric))
+    names = [METRICS_FILE]
+    for i in range(count):
+        prefix = RESULTS_PREFIX + ('' if i == 0 else f'_{i}')
+        names += [f'{prefix}.bbox.json', f'{prefix}.segm.json']
+    return [osp.join(cfg.work_dir, name) for name in names]
+
+
+def check_test_outputs(cfg: Config, args: argparse.Namespace) -> None:
+    """Refuse outputs (metrics and results, ``--out``, ``--show-dir``)
+    that would overwrite the test's inputs (config, checkpoint, the data
+    set's annotation file and images)."""
+    inputs: Dict[str, Any] = dict(
+        config=args.config, checkpoint=args.checkpoint
+    )
+    inputs.update(dataset_inputs(cfg))
+    refuse_overwriting_inputs(
+        {
+            '--work-dir': _output_files(cfg),
+            '--out': getattr(args, 'out', None),
+        },
+        inputs,
+    )
+    # renderings are named after the images: only images can be replaced
+    refuse_overwriting_inputs(
+        (),
+        {'image directory': inputs['image directory']},
+        output_dirs={'--show-dir': getattr(args, 'show_dir', None)},
+    )
+
+
+def _written_set(work_dir: str) -> List[str]:
+    """The test outputs of an earlier run in ``work_dir``."""
+    found = glob.glob(
+        osp.join(glob.escape(work_dir), f'{RESULTS_PREFIX}*.json')
+    )
+    metrics = osp.join(work_dir, METRICS_FILE)
+    return sorted(found + ([metrics] if osp.isfile(metrics) else []))
+
+
+def publish_outputs(staging: str, work_dir: str) -> List[str]:
+    """Move every file of ``staging`` into ``work_dir`` (renames in one
+    file system: no write can fail half-way) and remove ``staging``;
+    returns the files of an earlier run that this run did not replace."""
+    names = sorted(os.listdir(staging))
+    for name in names:
+        os.replace(osp.join(staging, name), osp.join(work_dir, name))
+    os.rmdir(staging)
+    return [p for p in _written_set(work_dir) if osp.basename(p) not in names]
+
+
+def _no_space(work_dir: str, error: BaseException) -> NoSpaceError:
+    earlier = _written_set(work_dir)
+    kept = (
+        f'the files there are still those of the earlier run: '
+        f'{", ".join(osp.basename(p) for p in earlier)}'
+        if earlier
+        else 'nothing was written there'
+    )
+    return NoSpaceError(
+        f'no space left on the device while writing the test outputs into '
+        f'{work_dir} ({getattr(error, "filename", None) or error}): no file was '
+        f'replaced, {kept}; free some space and run the test again'
     )
 
 
@@ -215,6 +348,7 @@ def _test(args: argparse.Namespace) -> int:
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_test_config(args)
+    check_test_outputs(cfg, args)
     data_warnings = []
     preflight_check(
         cfg,
@@ -224,27 +358,53 @@ def _test(args: argparse.Namespace) -> int:
         read_annotations=get_launch_rank(args.launcher) == 0,
     )
     if args.check:
+        if get_launch_rank(args.launcher) == 0:
+            lock_work_dir(cfg.work_dir, hold=False)
         log_data_warnings(data_warnings)
         print(
             f'ok: {args.config} is ready to test {args.checkpoint} '
             f'(results in {cfg.work_dir})'
         )
         return 0
+    rank = get_launch_rank(args.launcher)
+    if rank == 0:  # one run per work dir: training or test
+        lock_work_dir(cfg.work_dir)
+    staging = osp.join(cfg.work_dir, STAGING_DIR)
+    if rank == 0:
+        if osp.isdir(staging):  # left by a killed test
+            shutil.rmtree(staging)
+        os.makedirs(staging)
+    configure_coco_metrics(cfg, staging)
     setup_distributed(cfg, args.launcher)
     runner = build_runner(cfg, args.config)
     log_data_warnings(data_warnings, runner)
     check_checkpoint_fits(runner.model, args.checkpoint, args.config)
-    metrics = runner.test()
-    if runner.rank == 0:
+    try:
+        metrics = runner.test()
+        if runner.rank != 0:
+            return 0
         if not metrics:
             runner.logger.warning(
                 'the evaluator returned no metrics (no detections at all?); '
                 f'{METRICS_FILE} is empty'
             )
-        path = write_metrics(
-            metrics or {}, osp.join(cfg.work_dir, METRICS_FILE)
+        write_metrics(metrics or {}, osp.join(staging, METRICS_FILE))
+        stale = publish_outputs(staging, cfg.work_dir)
+    except (OSError, RuntimeError) as e:
+        full = no_space_left(e)
+        if full is None:
+            raise
+        raise _no_space(cfg.work_dir, full) from None
+    finally:  # published (then gone), or not to be mixed with a later run
+        if runner.rank == 0 and osp.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+    path = osp.join(cfg.work_dir, METRICS_FILE)
+    runner.logger.info(f'metrics written to {path}')
+    if stale:
+        runner.logger.warning(
+            f'{", ".join(stale)}: from an earlier test into {cfg.work_dir}, '
+            'not written by this one (its evaluator has no such output)'
         )
-        runner.logger.info(f'metrics written to {path}')
     return 0
 
 

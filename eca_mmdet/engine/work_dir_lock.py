@@ -1,7 +1,9 @@
-"""One training per work dir: an advisory lock held while a run lives.
+"""One run per work dir: an advisory lock held while a training or a test
+lives.
 
 Two trainings in the same work dir overwrite each other's ``epoch_N.pth``
-and ``last_checkpoint`` and interleave their logs. :func:`lock_work_dir`
+and ``last_checkpoint`` and interleave their logs; two tests overwrite each
+other's ``metrics.json`` and results. :func:`lock_work_dir`
 takes an exclusive ``fcntl.flock`` on ``WORK_DIR/.train.lock`` and keeps it
 until the process ends; the kernel releases it when the process dies, however
 it dies (even ``kill -9``), so a stale lock file never blocks a new run. The
@@ -28,7 +30,7 @@ _HELD: Dict[str, int] = {}
 
 
 class WorkDirBusyError(EcaMmdetError):
-    """Another process is training into the work dir."""
+    """Another process is training or testing in the work dir."""
 
 
 def _read_pid(fd: int) -> Optional[int]:
@@ -75,8 +77,9 @@ def lock_work_dir(work_dir: str, hold: bool = True) -> str:
             ) from None
         holder = f'pid {pid}' if pid is not None else 'a process'
         raise WorkDirBusyError(
-            f'work dir {work_dir} is in use by another training ({holder} '
-            f'holds {path}); wait for it to end or pass another --work-dir'
+            f'work dir {work_dir} is in use by another run (training or '
+            f'test; {holder} holds {path}); wait for it to end or pass '
+            'another --work-dir'
         ) from None
     if not hold:
         os.close(fd)  # closing the only descriptor releases the lock
