@@ -308,26 +308,27 @@ def _with_annotation(**fields):
         [-30, -30, 10, 10],  # above and left of it
     ],
 )
-def test_scored_file_refuses_invalid_boxes(tmp_path, bbox):
+def test_scored_file_reports_degenerate_boxes(tmp_path, bbox):
     """mmdet drops these boxes, but pycocotools scores the file with them
-    as objects never detected: a file that is scored (test mode) stops,
-    naming the file and the annotation; training skips them."""
+    as objects never detected: a file that is scored (test mode) counts
+    them in a warning naming the file and the annotation; training skips
+    them."""
     path = _write(tmp_path, _with_annotation(bbox=bbox))
-    with pytest.raises(AnnotationError) as info:
-        check_coco_file(path, test_mode=True)
-    message = str(info.value)
-    assert (
-        message.startswith(f'{path}: 1 annotations have a box')
-        and 'ids 50 ' in message
-        and f'bbox {bbox}' in message
-    ), message
+    report = check_coco_file(path, test_mode=True)
+    scored = {k: v for k, v in report.skipped.items() if k.endswith('_scored')}
+    assert list(scored.values()) == [[50]], report.skipped
+    (line,) = [ln for ln in report.warnings() if 'ids 50' in ln]
+    assert line.startswith(f'{path}: 1 of ') and 'never detected' in line
     report = check_coco_file(path)
     assert 50 in report.skipped.get('zero_area', []) + report.skipped.get(
         'outside_image', []
-    )
-    # a crowd region is ignored by pycocotools: skipped, not an error
+    ) + report.skipped.get('negative_box', [])
+    # a crowd region is ignored by pycocotools: skipped, not scored
     crowd = _with_annotation(bbox=bbox, iscrowd=1)
-    check_coco_file(_write(tmp_path, crowd, 'crowd.json'), test_mode=True)
+    report = check_coco_file(
+        _write(tmp_path, crowd, 'crowd.json'), test_mode=True
+    )
+    assert not any(k.endswith('_scored') for k in report.skipped)
 
 
 def _coco_ap(gt: dict, detections: list) -> float:

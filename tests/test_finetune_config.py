@@ -3,8 +3,9 @@ of other classes, as written.
 
 A tiny set unlike the shapes set is generated where the config expects it
 (its ``data_root``, relative to the tool's working directory): odd image
-sizes, the config's class names under non-contiguous category ids listed in
-another order, an extra category that is not one of the classes, polygon,
+sizes, the config's class names under non-contiguous, unsorted category ids
+(in the classes' order: mmdet numbers labels in the file's order), an extra
+category that is not one of the classes listed first, polygon,
 compressed-RLE and crowd (uncompressed RLE) masks, empty images. A child
 config only shrinks the model and the images; data paths, classes, head
 sizes, evaluator, schedule and best-checkpoint saving stay the fine-tune
@@ -173,10 +174,10 @@ def _make_split(
         images.append(
             dict(id=image_id, file_name=file_name, width=w, height=h)
         )
-    # the file lists its categories in another order than the classes
-    categories = [
+    # an extra category first, then the classes in their order
+    categories = [EXTRA_CATEGORY] + [
         dict(id=cid, name=name) for cid, name in zip(CATEGORY_IDS, classes)
-    ][::-1] + [EXTRA_CATEGORY]
+    ]
     (root / ann_file).write_text(
         json.dumps(
             dict(images=images, annotations=annotations, categories=categories)

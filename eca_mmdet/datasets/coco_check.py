@@ -15,14 +15,16 @@ and sorts each problem into one of two kinds:
   masks in a file used to evaluate masks (pycocotools cannot score them),
   RLE masks whose ``size`` or ``counts`` do not describe their image (mmdet
   and pycocotools would crash or read past the mask), a data set that is
-  empty after filtering; in test mode (a file that is scored) also boxes that
-  are empty or entirely outside their image: mmdet's data set drops them,
-  but pycocotools, scoring the file, keeps them as objects never detected;
+  empty after filtering;
 * **skips** (counted in :class:`CocoFileReport`, logged as a warning): what
   mmdet drops by itself and the run stays valid without. In test mode the
-  annotations mmdet drops but pycocotools still scores (boxes under 1 px,
-  ``ignore`` without ``iscrowd``; COCO 2017 val has a few tiny ones) are
-  reported as scored, not as skipped.
+  annotations mmdet drops but pycocotools still scores are reported as
+  scored, not as skipped, by one rule whatever their size: boxes of zero,
+  negative or under-1-px width or height, of area <= 0 or entirely outside
+  their image (COCO 2017 train and val hold a few) are objects pycocotools
+  counts as never detected, and ``ignore`` without ``iscrowd`` is scored as
+  a plain object. A box never blocks a mask evaluation (pycocotools scores
+  masks by their masks).
 
 With ``read_images``, the header of every image file is read (PIL opens
 lazily: the size without decoding) and a file that is empty, not an image,
@@ -47,6 +49,7 @@ SKIP_REASONS = {
     'other_class': "are of a category not in the config's classes",
     'ignore': 'are marked "ignore"',
     'outside_image': 'have a box outside the image',
+    'negative_box': 'have a box of negative width or height',
     'zero_area': 'have a zero-area box (area <= 0, width or height < 1)',
     'bad_mask': 'have a malformed mask (polygon with < 6 or an odd number '
     'of coordinates, RLE without counts/size); mmdet ignores the '
@@ -55,7 +58,10 @@ SKIP_REASONS = {
 # In test mode: annotations mmdet's data set drops but pycocotools, scoring
 # the file, keeps as ground truth.
 SCORED_REASONS = {
-    'tiny_scored': 'have a box under 1 px wide or high (or area <= 0)',
+    'tiny_scored': 'have a box under 1 px wide or high, 0 px included (or '
+    'area <= 0)',
+    'negative_scored': 'have a box of negative width or height',
+    'outside_scored': 'have a box entirely outside their image',
     'ignore_scored': 'are marked "ignore" without "iscrowd" (pycocotools '
     'only ignores crowd regions)',
 }
@@ -86,6 +92,10 @@ class CocoFileReport:
     #: ``(image file, what is wrong)`` for image files that are empty, not
     #: images, or not of their annotated size (with ``read_images``)
     bad_images: List[Tuple[str, str]] = field(default_factory=list)
+    #: ``(image file, EXIF orientation, annotated in the stored frame)`` of
+    #: the images the loader turns or flips by their EXIF orientation (with
+    #: ``read_images``)
+    exif_oriented: List[Tuple[str, int, bool]] = field(default_factory=list)
 
     @property
     def num_skipped(self) -> int:
@@ -103,13 +113,42 @@ class CocoFileReport:
                     f"{_some(ids)}): mmdet's data set leaves them out, but "
                     'a CocoMetric reading this file scores them as ground '
                     'truth'
+                    + (
+                        ' (a box as an object never detected; masks by '
+                        'their mask)'
+                        if reason != 'ignore_scored'
+                        else ''
+                    )
                 )
                 continue
             lines.append(
                 f'{self.path}: skipping {len(ids)} of {self.num_annotations} '
                 f'annotations that {SKIP_REASONS[reason]} (ids {_some(ids)})'
             )
+        if self.exif_oriented:
+            lines.append(self._exif_warning())
         return lines
+
+    def _exif_warning(self) -> str:
+        stored = [f for f, _, in_stored in self.exif_oriented if in_stored]
+        file, orientation, _ = self.exif_oriented[0]
+        line = (
+            f'{self.path}: {len(self.exif_oriented)} of {self.num_images} '
+            f'images carry an EXIF orientation that the image loader applies '
+            f'(turns or flips them), e.g. {file} (orientation {orientation})'
+            ': their annotations must be drawn on the turned image'
+        )
+        if stored:
+            line += (
+                f'; {len(stored)} of them (e.g. {stored[0]}) are annotated '
+                'with the width and height of the stored, unturned image, so '
+                'their boxes and masks are likely misplaced'
+            )
+        return line + (
+            '. If the annotations are of the stored pixels, set '
+            "color_type='color_ignore_orientation' in LoadImageFromFile of "
+            'the pipeline'
+        )
 
 
 def _some(items: Sequence[Any]) -> str:
@@ -294,14 +333,20 @@ def _rle_problem(segm: dict, height: Any, width: Any) -> Optional[str]:
 
 
 def _image_problem(
-    path: str, width: Any, height: Any, exif_orientation: bool = True
+    path: str,
+    width: Any,
+    height: Any,
+    exif_orientation: bool = True,
+    oriented: Optional[List[Tuple[str, int, bool]]] = None,
 ) -> Optional[str]:
     """What is wrong with the image file ``path`` annotated as ``width`` x
     ``height``: empty, not an image, or of another size (either way round
     when its EXIF orientation turns it by 90 degrees and the loader applies
     EXIF, ``exif_orientation``). Reads only the header, except for the rare
     file PIL cannot identify (then OpenCV decodes it, as mmcv's loader
-    would)."""
+    would). An image whose EXIF orientation the loader applies (other than
+    1) is appended to ``oriented`` as ``(path, orientation, annotated in
+    the stored frame)``."""
     try:
         if osp.getsize(path) == 0:
             return 'is an empty file (0 bytes)'
@@ -312,6 +357,7 @@ def _image_problem(
     except ImportError:  # pragma: no cover - Pillow comes with mmengine
         return None
     turned = False
+    orientation = None
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -319,7 +365,8 @@ def _image_problem(
                 # EXIF read from the header (getexif() may decode a PNG)
                 exif = Image.Exif()
                 exif.load(img.info['exif'])
-                turned = exif.get(0x0112) in (5, 6, 7, 8)
+                orientation = exif.get(0x0112)
+                turned = orientation in (5, 6, 7, 8)
     except UnidentifiedImageError:
         import cv2
 
@@ -338,6 +385,9 @@ def _image_problem(
             f'is {w}x{h} pixels but annotated as {width:g}x{height:g} '
             '(width x height)'
         )
+    if oriented is not None and orientation in (2, 3, 4, 5, 6, 7, 8):
+        stored_frame = turned and (w, h) == (width, height) and w != h
+        oriented.append((path, int(orientation), stored_frame))
     return None
 
 
@@ -436,6 +486,16 @@ def check_coco_file(
                 f'{path}: category name(s) {", ".join(twice)} appear more '
                 'than once in "categories"'
             )
+        in_file = [n for n in names if n in set(classes)]
+        if in_file != list(classes):
+            raise AnnotationError(
+                f"{path}: the config's classes ({', '.join(classes)}) are "
+                "in another order than this file's categories "
+                f'({", ".join(in_file)}); mmdet numbers the labels in the '
+                "file's order, so renderings and predictions would name "
+                'each class after another: list metainfo.classes as '
+                f'{tuple(in_file)!r}'
+            )
         wanted = {
             cid for cid, c in categories.items() if c['name'] in set(classes)
         }
@@ -443,7 +503,6 @@ def check_coco_file(
     skipped: Dict[str, List[Any]] = defaultdict(list)
     images_with_class = set()
     scored_images = set()
-    invalid_boxes: List[Any] = []
     for ann_id, ann in annotations.items():
         image = images.get(ann['image_id'])
         if image is None:
@@ -461,20 +520,24 @@ def check_coco_file(
         x, y, w, h = ann['bbox']
         inter_w = max(0, min(x + w, image['width']) - max(x, 0))
         inter_h = max(0, min(y + h, image['height']) - max(y, 0))
-        if scored and (w <= 0 or h <= 0 or inter_w * inter_h == 0):
-            invalid_boxes.append(ann_id)
-            continue
+        # what mmdet's data set drops; a scored file keeps it as ground
+        # truth (pycocotools): (reason when skipped, reason when scored)
         if ann.get('ignore', False):
-            skipped['ignore_scored' if scored else 'ignore'].append(ann_id)
-            continue
-        if w <= 0 or h <= 0:
-            skipped['zero_area'].append(ann_id)
-            continue
-        if inter_w * inter_h == 0:
-            skipped['outside_image'].append(ann_id)
-            continue
-        if ann['area'] <= 0 or w < 1 or h < 1:
-            skipped['tiny_scored' if scored else 'zero_area'].append(ann_id)
+            drop = ('ignore', 'ignore_scored')
+        elif w < 0 or h < 0:
+            drop = ('negative_box', 'negative_scored')
+        elif w == 0 or h == 0:
+            drop = ('zero_area', 'tiny_scored')
+        elif inter_w * inter_h == 0:
+            drop = ('outside_image', 'outside_scored')
+        elif ann['area'] <= 0 or w < 1 or h < 1:
+            drop = ('zero_area', 'tiny_scored')
+        else:
+            drop = None
+        if drop is not None:
+            skipped[drop[scored]].append(ann_id)
+            if scored:
+                scored_images.add(ann['image_id'])
             continue
         if not ann.get('iscrowd', 0):
             scored_images.add(ann['image_id'])
@@ -507,18 +570,6 @@ def check_coco_file(
                     f'{where} {rle}; mmdet and pycocotools cannot use this '
                     'mask: fix or remove it'
                 )
-    if invalid_boxes:
-        first = annotations[invalid_boxes[0]]
-        image = images[first['image_id']]
-        raise AnnotationError(
-            f'{path}: {len(invalid_boxes)} annotations have a box that is '
-            'empty (width or height <= 0) or entirely outside its image, '
-            f'ids {_some(invalid_boxes)} (id {invalid_boxes[0]!r}: bbox '
-            f'{first["bbox"]} in image {first["image_id"]!r} of '
-            f'{image["width"]:g}x{image["height"]:g}); mmdet leaves them out '
-            'but pycocotools, scoring this file, would count them as objects '
-            'never detected: fix or remove them'
-        )
 
     filter_cfg = filter_cfg or {}
     if test_mode:
@@ -551,6 +602,7 @@ def check_coco_file(
         raise AnnotationError(f'{path}: the data set is empty: {why}')
 
     missing_files, bad_images = [], []
+    oriented: List[Tuple[str, int, bool]] = []
     if img_dir is not None:
         for img in images.values():
             file = osp.join(img_dir, img['file_name'])
@@ -558,7 +610,11 @@ def check_coco_file(
                 missing_files.append(file)
             elif read_images:
                 problem = _image_problem(
-                    file, img['width'], img['height'], exif_orientation
+                    file,
+                    img['width'],
+                    img['height'],
+                    exif_orientation,
+                    oriented,
                 )
                 if problem:
                     bad_images.append((file, problem))
@@ -572,4 +628,5 @@ def check_coco_file(
         missing_files=missing_files,
         scored_images=scored_images,
         bad_images=bad_images,
+        exif_oriented=oriented,
     )
