@@ -15,6 +15,10 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
+from eca_mmdet.engine import (  # noqa: E402
+    check_output_location,
+    refuse_overwriting_inputs,
+)
 from eca_mmdet.visualization.curves import (
     DEFAULT_VAL_KEYS,  # noqa: E402
     CurvesError,
@@ -27,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CliArgumentParser(
         prog='tools/plot_curves.py',
         description='Plot losses, lr and validation metrics per epoch of '
-        'one or more training runs.'
+        'one or more training runs.',
     )
     parser.add_argument(
         'work_dirs',
@@ -63,9 +67,16 @@ def main(args: argparse.Namespace) -> int:
             f'--labels: {len(labels)} label(s) for '
             f'{len(args.work_dirs)} work dir(s)'
         )
+    check_output_location('--out', args.out, is_dir=False)
     runs = [
         read_run_curves(w, label) for w, label in zip(args.work_dirs, labels)
     ]
+    refuse_overwriting_inputs(
+        {'--out': args.out}, {'log': [f for r in runs for f in r.files]}
+    )
+    for run in runs:
+        for note in run.notes:
+            print(f'warning: {note}', file=sys.stderr)
     panels = plot_curves(runs, args.out, args.val_keys, args.title)
     print(f'{args.out}: {", ".join(panels)} for {len(runs)} run(s)')
     return 0

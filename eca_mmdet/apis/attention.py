@@ -22,6 +22,7 @@ import io
 import json
 import os
 import os.path as osp
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -37,6 +38,7 @@ from ..engine.checkpoint import (
     state_dict_of,
 )
 from ..engine.errors import first_line
+from ..engine.paths import check_output_location, refuse_overwriting_inputs
 from ..models import ECAResNet, eca_layers, record_gates
 from ..visualization.attention import (
     AttentionError,
@@ -230,6 +232,32 @@ def _is_backbone_config(config: Optional[str]) -> bool:
     return model.get('type') in ('ECAResNet', ECAResNet)
 
 
+def _warn_other_classes(
+    ann_file: Optional[str],
+    ann_classes: Sequence[str],
+    model_classes: Sequence[str],
+    checkpoint: str,
+) -> None:
+    """Say so when the classes of ``ann_file`` are not the detector's: the
+    figures then group the gates by classes the model was not trained on."""
+    if not ann_file or not model_classes:
+        return
+    other = [c for c in ann_classes if c not in model_classes]
+    if not other:
+        return
+    shown = ', '.join(other[:5]) + (' ...' if len(other) > 5 else '')
+    print(
+        f'warning: --ann {ann_file} has {len(other)} of {len(ann_classes)} '
+        f'classes the detector of {checkpoint} does not know ({shown}; it '
+        f'knows {", ".join(list(model_classes)[:5])}'
+        f'{" ..." if len(model_classes) > 5 else ""}): the figures group '
+        "the gates by the annotation's classes, not by what the detector "
+        'was trained on',
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def explore_attention(
     config: Optional[str],
     checkpoint: str,
@@ -269,6 +297,16 @@ def explore_attention(
     else:
         files = expand_images(images)[:max_images]
         image_set = ImageSet(files, list(range(len(files))))
+    check_output_location('--out-dir', out_dir, is_dir=True)
+    refuse_overwriting_inputs(
+        [('--out-dir', p) for p in out_paths(out_dir).values()],
+        {
+            'image': image_set.files,
+            'annotation file': ann_file,
+            'checkpoint': checkpoint,
+            'config': config,
+        },
+    )
     backbone_only = backbone_only or _is_backbone_config(config)
     if backbone_only:
         model = load_backbone(checkpoint, config)
@@ -276,9 +314,9 @@ def explore_attention(
     else:
         model = load_detector(config, checkpoint, device=device)
         backbone = getattr(model, 'backbone', model)
-        class_names = image_set.class_names or list(
-            (model.dataset_meta or {}).get('classes') or ()
-        )
+        model_classes = list((model.dataset_meta or {}).get('classes') or ())
+        class_names = image_set.class_names or model_classes
+        _warn_other_classes(ann_file, class_names, model_classes, checkpoint)
     model = model.to(device)
     if not eca_layers(backbone):
         what = 'backbone' if backbone is not model else 'model'
@@ -376,6 +414,10 @@ def write_outputs(
         plot_offset_heatmap(gate_set, paths['heatmap'])
     else:
         del paths['heatmap']  # no classes (images without annotations)
+        # the figure of an earlier run into out_dir would pass for this one's
+        stale = out_paths(out_dir)['heatmap']
+        if osp.isfile(stale):
+            os.remove(stale)
     plot_stage_histograms(gate_set, paths['hist'])
     stats = stage_stats(gate_set)
     chance = between_by_chance(gate_set)

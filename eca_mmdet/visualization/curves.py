@@ -6,7 +6,11 @@ scalars.json``, one JSON object per line: training lines carry ``epoch``,
 ``iter``, ``lr`` and the loss terms; validation lines carry the metrics
 (``coco/bbox_mAP``, …) with ``step`` = epoch. A resumed run writes a new
 ``<timestamp>`` folder; its lines replace the older ones for the same
-iteration or epoch.
+iteration or epoch. A fresh run into the same work dir (its first training
+line in epoch 1) is another run: only the newest run is drawn, and a note
+names the older folders left out. An epoch with a non-finite loss has a NaN
+mean (a gap in the line) and a dotted marker; a line that is not JSON (cut
+by a killed run) is left out with a note.
 """
 
 import fnmatch
@@ -57,11 +61,19 @@ class RunCurves:
         train: ``{key: {epoch: mean over the epoch's logged iterations}}``
             for ``loss``, every ``loss_*`` term and ``lr``.
         val: ``{metric: {epoch: value}}``.
+        nonfinite: ``{key: [epochs]}`` where a logged value was NaN or
+            infinite (the epoch's mean is then NaN).
+        notes: what the reader left out (lines that are not JSON, older
+            runs in the same work dir), one line each.
+        files: the ``scalars.json`` files read.
     """
 
     label: str
     train: Dict[str, Dict[int, float]] = field(default_factory=dict)
     val: Dict[str, Dict[int, float]] = field(default_factory=dict)
+    nonfinite: Dict[str, List[int]] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    files: List[str] = field(default_factory=list)
 
 
 def _scalar_files(work_dir: str) -> List[str]:
@@ -72,12 +84,67 @@ def _scalar_files(work_dir: str) -> List[str]:
     )
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _finite(value) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
+    return _number(value) and math.isfinite(value)
+
+
+def _read_lines(path: str, notes: List[str]) -> List[dict]:
+    """The JSON objects of ``path``, one per line; a line that is not JSON
+    is left out with a note naming the file and the line."""
+    entries, bad = [], []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                bad.append(number)
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    if bad:
+        which = ', '.join(map(str, bad[:5])) + (' ...' if len(bad) > 5 else '')
+        notes.append(
+            f'{path}: left out {len(bad)} line(s) that are not JSON (line '
+            f'{which}; cut by a killed run?)'
+        )
+    return entries
+
+
+def _is_train(entry: dict) -> bool:
+    return isinstance(entry.get('iter'), int) and isinstance(
+        entry.get('epoch'), int
     )
+
+
+def _newest_run(
+    work_dir: str, files: List[str], notes: List[str]
+) -> List[List[dict]]:
+    """The lines of the newest run's files: from the last file whose first
+    training line is in epoch 1 (a fresh start; a resumed run starts later)
+    on. Older files belong to earlier runs into the same work dir."""
+    contents = [_read_lines(path, notes) for path in files]
+    start = 0
+    for index, entries in enumerate(contents):
+        first = next((e for e in entries if _is_train(e)), None)
+        if first is not None and first['epoch'] <= 1 and index > 0:
+            start = index
+    if start:
+        older = sorted(
+            {osp.basename(osp.dirname(osp.dirname(f))) for f in files[:start]}
+        )
+        notes.append(
+            f'{work_dir}: drew the newest run only (from '
+            f'{osp.basename(osp.dirname(osp.dirname(files[start])))}); '
+            f'left out {len(older)} older run(s) started anew in the same '
+            f'work dir: {", ".join(older)}'
+        )
+    return contents[start:]
 
 
 def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
@@ -97,42 +164,49 @@ def read_run_curves(work_dir: str, label: Optional[str] = None) -> RunCurves:
         )
     by_iter: Dict[int, dict] = {}
     val: Dict[str, Dict[int, float]] = {}
-    for path in files:
-        with open(path) as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a killed run
-                if not isinstance(entry, dict):
-                    continue
-                if isinstance(entry.get('iter'), int) and isinstance(
-                    entry.get('epoch'), int
-                ):
-                    by_iter[entry['iter']] = entry
-                elif isinstance(entry.get('step'), int):
-                    for key, value in entry.items():
-                        if key not in _NOT_CURVES and _finite(value):
-                            val.setdefault(key, {})[entry['step']] = value
+    notes: List[str] = []
+    nonfinite: Dict[str, set] = {}
+    for entries in _newest_run(work_dir, files, notes):
+        for entry in entries:
+            if _is_train(entry):
+                by_iter[entry['iter']] = entry
+            elif isinstance(entry.get('step'), int):
+                for key, value in entry.items():
+                    if key not in _NOT_CURVES and _number(value):
+                        val.setdefault(key, {})[entry['step']] = value
+                        if not math.isfinite(value):
+                            nonfinite.setdefault(key, set()).add(entry['step'])
     sums: Dict[str, Dict[int, Tuple[float, int]]] = {}
     for entry in by_iter.values():
         epoch = entry['epoch']
         for key, value in entry.items():
-            if (key == 'lr' or key.startswith('loss')) and _finite(value):
+            if (key == 'lr' or key.startswith('loss')) and _number(value):
+                if not math.isfinite(value):  # the mean becomes NaN
+                    nonfinite.setdefault(key, set()).add(epoch)
                 total, count = sums.setdefault(key, {}).get(epoch, (0.0, 0))
                 sums[key][epoch] = (total + value, count + 1)
     train = {
         key: {
-            epoch: total / count
+            epoch: total / count if math.isfinite(total) else math.nan
             for epoch, (total, count) in sorted(per_epoch.items())
         }
         for key, per_epoch in sums.items()
     }
-    return RunCurves(
+    run = RunCurves(
         label or osp.basename(osp.normpath(work_dir)),
         train,
         {k: dict(sorted(v.items())) for k, v in val.items()},
+        {k: sorted(v) for k, v in sorted(nonfinite.items())},
+        notes,
+        files,
     )
+    for key, epochs in run.nonfinite.items():
+        notes.append(
+            f'{work_dir}: {key} was NaN or infinite in epoch(s) '
+            f'{", ".join(map(str, epochs))} (drawn as a gap and a dotted '
+            'line)'
+        )
+    return run
 
 
 def curve_panels(
@@ -166,6 +240,7 @@ def plot_curves(
     panels drawn."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     panels = curve_panels(runs, val_keys)
@@ -180,7 +255,8 @@ def plot_curves(
     FigureCanvasAgg(fig)
     for index, key in enumerate(panels):
         ax = fig.add_subplot(rows, cols, index + 1)
-        for run in runs:
+        for number, run in enumerate(runs):
+            color = f'C{number % 10}'  # one colour per run in every panel
             series = run.train.get(key) or run.val.get(key)
             if series:
                 epochs = list(series)
@@ -189,8 +265,11 @@ def plot_curves(
                     [series[e] for e in epochs],
                     marker='o',
                     markersize=3,
+                    color=color,
                     label=run.label,
                 )
+            for epoch in run.nonfinite.get(key, ()):
+                ax.axvline(epoch, color=color, linestyle=':', linewidth=1.5)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel('epoch', fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -198,11 +277,11 @@ def plot_curves(
         ax.grid(alpha=0.3)
         if key == 'lr':
             ax.set_yscale('log')  # warm-up and steps span decades
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    for ax in fig.axes[1:]:
-        if len(labels) >= len(runs):
-            break
-        handles, labels = ax.get_legend_handles_labels()
+    handles = [
+        Line2D([], [], color=f'C{n % 10}', marker='o', markersize=3)
+        for n in range(len(runs))
+    ]
+    labels = [run.label for run in runs]
     top = 1.0
     if title:
         fig.text(0.5, top - 0.01, title, ha='center', va='top', fontsize=11)
