@@ -26,7 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eca_mmdet.apis import load_detector  # noqa: E402
 from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
-from eca_mmdet.apis.demo import readable_images, run_demo  # noqa: E402
+from eca_mmdet.apis.demo import (  # noqa: E402
+    MAX_IMAGE_PIXELS,
+    readable_images,
+    run_demo,
+)
 from eca_mmdet.engine import refuse_overwriting_inputs  # noqa: E402
 from eca_mmdet.visualization import (
     VisualizationError,  # noqa: E402
@@ -60,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument('--batch-size', type=int, default=1, help='>= 1')
     p.add_argument(
+        '--max-pixels',
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help='skip images of more pixels (width x height) with a warning '
+        f'line; default {MAX_IMAGE_PIXELS} (mmdet pastes every predicted '
+        'mask at the full image size: about 100 bytes per pixel)',
+    )
+    p.add_argument(
         '--no-progress', action='store_true', help='no progress bar'
     )
     return p
@@ -71,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
             f'--batch-size must be at least 1, got {args.batch_size}'
         )
     check_score_thr(args.pred_score_thr, '--pred-score-thr')
-    images, skipped = readable_images(args.inputs)
+    images, skipped = readable_images(args.inputs, args.max_pixels)
     if not osp.isfile(args.weights):
         raise VisualizationError(f'checkpoint not found: {args.weights}')
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -80,9 +92,9 @@ def main(args: argparse.Namespace) -> int:
             '(torch.cuda.is_available() is False); use '
             '--device cpu'
         )
-    refuse_overwriting_inputs(
+    refuse_overwriting_inputs(  # outputs are named after the images
         (),
-        {'image': images, 'config': args.config, 'checkpoint': args.weights},
+        {'image': images},
         output_dirs={
             '--out-dir': [
                 osp.join(args.out_dir, 'vis'),

@@ -35,11 +35,15 @@ def config_path(name: str) -> str:
     ``'shapes/mask_rcnn_ecaresnet18_shapes.py'``).
 
     Raises:
-        FileNotFoundError: no such config; the message lists where it looked.
+        FileNotFoundError: no such config under ``configs/`` (an absolute
+            path or one leading out of it is none); the message lists where
+            it looked.
     """
     for folder in config_dirs():
-        path = osp.join(folder, name)
-        if osp.isfile(path):
+        path = osp.normpath(osp.join(folder, name))
+        # only files under the folder: not '/etc/passwd' nor '../x.py'
+        inside = osp.realpath(path).startswith(osp.realpath(folder) + osp.sep)
+        if inside and osp.isfile(path):
             return path
     raise FileNotFoundError(
         f'eca_mmdet has no config {name!r} (looked in '

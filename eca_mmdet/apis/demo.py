@@ -13,18 +13,24 @@ does not fit is refused).
 An unreadable image among several (a folder or a glob) is skipped: a
 ``warning:`` line names it, the other images get their outputs and the exit
 status is 0 (as training skips unreadable images); a single unreadable image,
-or none readable, is an error (status 1). Images with the same file name from
+or none readable, is an error (status 1). An image of more than
+``max_pixels`` (:data:`MAX_IMAGE_PIXELS`, 36 megapixels, by default) is
+treated the same way: mmdet pastes every predicted mask at the image's full
+size (up to ``max_per_img`` = 100 of them, one byte per pixel each: 3.6 GB
+at the limit, 10 GB for a 10000x10000 image). Images with the same file name from
 different folders are refused (their outputs would overwrite each other).
 """
 
 import json
 import os.path as osp
 import sys
-from typing import Dict, List, Sequence, Tuple
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.structures.mask import encode_mask_results, mask2bbox
 from mmengine.utils import ProgressBar
+from PIL import Image
 
 from ..engine.atomic_io import atomic_write
 from ..visualization import (
@@ -35,7 +41,15 @@ from ..visualization import (
 from .inference import predict
 from .inputs import expand_images
 
-__all__ = ['prediction_dict', 'readable_images', 'run_demo']
+__all__ = [
+    'MAX_IMAGE_PIXELS',
+    'prediction_dict',
+    'readable_images',
+    'run_demo',
+]
+
+#: The demo's image-size limit (width x height), see the module doc.
+MAX_IMAGE_PIXELS = 36_000_000
 
 
 def prediction_dict(data_sample, classes: Sequence[str]) -> Dict:
@@ -68,13 +82,46 @@ def prediction_dict(data_sample, classes: Sequence[str]) -> Dict:
     return result
 
 
-def readable_images(inputs: str) -> Tuple[List[str], List[str]]:
-    """The images of ``inputs`` that can be decoded. An unreadable one is
-    an error when it is the only image, else it is skipped with a
-    ``warning:`` line naming it (the good ones still get their outputs)."""
+def _too_large(path: str, max_pixels: int) -> Optional[VisualizationError]:
+    """The error for an image over ``max_pixels``, read from its header
+    (None if it is not over, or PIL cannot read the header)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception:  # noqa: BLE001 - read_image names the problem
+        return None
+    if width is not None and width * height <= max_pixels:
+        return None
+    size = (
+        f'{width}x{height} pixels'
+        if width is not None
+        else "over Pillow's decompression limit"
+    )
+    return VisualizationError(
+        f"image {path} is {size}, over the demo's limit of "
+        f'{max_pixels / 1e6:g} megapixels (--max-pixels): mmdet pastes every '
+        'predicted mask at the full image size; scale it down first'
+    )
+
+
+def readable_images(
+    inputs: str, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Tuple[List[str], List[str]]:
+    """The images of ``inputs`` that can be decoded and are at most
+    ``max_pixels`` large. An unreadable or too large one is an error when it
+    is the only image, else it is skipped with a ``warning:`` line naming it
+    (the good ones still get their outputs)."""
     images = expand_images([inputs], allow_glob=True)
     readable, problems = [], []
     for path in images:  # before the model is built
+        too_large = _too_large(path, max_pixels)
+        if too_large is not None:
+            problems.append(too_large)
+            continue
         try:
             read_image(path)
             readable.append(path)
