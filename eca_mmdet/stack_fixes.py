@@ -4,9 +4,9 @@
                           allow_failed_imports=False)
 
 Importing this module calls :func:`eca_mmdet.engine.enable_stack_fixes`:
-weights-only checkpoint loading with our allow-list (mmengine 0.10 on
-torch >= 2.6), ``torchvision://`` refused only where torchvision cannot be
-imported, atomic checkpoint writes. ``import eca_mmdet`` alone does none of
+checkpoint loading with an exact allow-list on every torch (mmengine 0.10
+calls ``torch.load`` without ``weights_only``), ``torchvision://`` refused
+only where torchvision cannot be imported, atomic checkpoint writes. ``import eca_mmdet`` alone does none of
 this. See :mod:`eca_mmdet.engine.fixes`.
 """
 

@@ -1,9 +1,11 @@
-"""eca_mmdet.engine.checkpoint: weights_only loading with an exact allow-list,
-refusal of pickles with other globals, and the torchvision:// prefix."""
+"""eca_mmdet.engine.checkpoint: loading with an exact allow-list (the
+restricted unpickler of eca_mmdet.engine.safe_pickle), refusal of pickles with
+other globals in both of torch's formats, and the torchvision:// prefix."""
 
 import builtins
 import collections
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from eca_mmdet.engine import (
     CheckpointLoadError,  # noqa: E402
     ModelZooUnavailableError,
     UnsafeCheckpointError,
+    safe_pickle,  # noqa: E402
 )
 
 
@@ -53,12 +56,17 @@ class _ArrayToFile:
         return (np.zeros(2).tofile, (self.path,))
 
 
-def _payload_checkpoint(path, payload, legacy=False):
+def _payload_checkpoint(path, payload, legacy=False, protocol=2):
     obj = dict(
         state_dict=collections.OrderedDict(w=torch.zeros(2)),
         meta=dict(epoch=1, hook=payload),
     )
-    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    torch.save(
+        obj,
+        path,
+        _use_new_zipfile_serialization=not legacy,
+        pickle_protocol=protocol,
+    )
     return path
 
 
@@ -85,13 +93,21 @@ def name(obj):
     obj = obj if isinstance(obj, type) or callable(obj) else type(obj)
     return f'{getattr(obj, "__module__", "?")}.{getattr(obj, "__qualname__", obj)}'
 
+def safe_globals():
+    # torch >= 2.5: defaults + user additions; older: the fixed defaults
+    get = getattr(torch.serialization, 'get_safe_globals', None)
+    if get is not None:
+        return sorted(map(str, get()))
+    from torch import _weights_only_unpickler as w
+    return sorted(w._get_allowed_globals())
+
 def snapshot():
     return dict(
         schemes={k: name(v) for k, v in CheckpointLoader._schemes.items()},
         backends={k: name(v) for k, v in reg.backends.items()},
         prefixes={k: name(v) for k, v in reg.prefix_to_backends.items()},
         instances=sorted(name(v) for v in fio.backend_instances.values()),
-        safe_globals=sorted(map(str, torch.serialization.get_safe_globals())),
+        safe_globals=safe_globals(),
         local=name(fio.get_file_backend('/tmp/x.pth')))
 
 before = snapshot()
@@ -178,13 +194,65 @@ def test_allow_list_is_exact():
     assert names == {
         'mmengine.logging.history_buffer.HistoryBuffer',
         'builtins.getattr',  # restricted: see test_getattr_is_restricted
-        'numpy.core.multiarray._reconstruct',
+        'numpy.core.multiarray._reconstruct',  # numpy 1's name
         'numpy.core.multiarray.scalar',
+        'numpy._core.multiarray._reconstruct',  # numpy 2's name
+        'numpy._core.multiarray.scalar',
         'numpy.ndarray',
         'numpy.dtype',
-        'numpy.dtypes.Float64DType',
-        'numpy.dtypes.Int64DType',
+        '_codecs.encode',  # an array's data in pickle protocol 2
     }
+    # on top of torch's own weights-only defaults, and nothing else
+    from torch import _weights_only_unpickler
+
+    torch_defaults = _weights_only_unpickler._get_allowed_globals()
+    assert 'torch._utils._rebuild_tensor_v2' in torch_defaults
+    assert set(safe_pickle.allowed_globals()) == names | set(torch_defaults)
+
+
+def _varied_state():
+    """Tensors of many kinds, as torch's own weights_only=True loads them."""
+    return collections.OrderedDict(
+        f32=torch.randn(3, 4),
+        f16=torch.randn(2).half(),
+        bf16=torch.randn(2).bfloat16(),
+        i8=torch.arange(-3, 3, dtype=torch.int8),
+        boolean=torch.tensor([True, False]),
+        view=torch.arange(10.0)[2:8:2],  # a strided view of one storage
+        channels_last=torch.randn(1, 3, 2, 2).to(
+            memory_format=torch.channels_last
+        ),
+        param=torch.nn.Parameter(torch.ones(2)),
+        nested=dict(lst=[torch.zeros(1), 3, 'x'], tup=(1.5, None), n=7),
+    )
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.stride() == b.stride()
+        assert torch.equal(a, b)
+        assert a.requires_grad == b.requires_grad
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+def test_returns_what_torch_weights_only_returns(tmp_path, legacy):
+    path = tmp_path / 'varied.pth'
+    torch.save(
+        _varied_state(), path, _use_new_zipfile_serialization=not legacy
+    )
+    ours = engine.safe_torch_load(path, map_location='cpu')
+    _assert_same(ours, torch.load(path, map_location='cpu', weights_only=True))
 
 
 def test_loads_what_a_message_hub_holds(tmp_path):
@@ -208,12 +276,18 @@ def test_loads_what_a_message_hub_holds(tmp_path):
     assert loaded['meta']['scalar'] == 0.25
 
 
-@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+@pytest.mark.parametrize(
+    'legacy,protocol',
+    [(False, 2), (True, 2), (False, 4)],
+    ids=['zip', 'legacy', 'zip-protocol4'],
+)
 @pytest.mark.parametrize('kind', ['open', 'system'])
-def test_payload_is_refused_and_never_runs(tmp_path, kind, legacy):
+def test_payload_is_refused_and_never_runs(tmp_path, kind, legacy, protocol):
     target = tmp_path / f'created_by_{kind}'
     payload = _CreateFile(target) if kind == 'open' else _System(target)
-    ckpt = _payload_checkpoint(tmp_path / 'evil.pth', payload, legacy=legacy)
+    ckpt = _payload_checkpoint(
+        tmp_path / 'evil.pth', payload, legacy=legacy, protocol=protocol
+    )
 
     with pytest.raises(UnsafeCheckpointError) as info:
         CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
@@ -293,16 +367,61 @@ def test_plain_state_dict_loads(tmp_path):
     assert torch.equal(loaded['a'], sd['a'])
 
 
-def test_getattr_is_restricted(tmp_path):
+@pytest.mark.parametrize('legacy', [False, True], ids=['zip', 'legacy'])
+def test_getattr_is_restricted(tmp_path, legacy):
     target = tmp_path / 'written_by_tofile'
-    ckpt = _payload_checkpoint(tmp_path / 'evil.pth', _ArrayToFile(target))
+    ckpt = _payload_checkpoint(
+        tmp_path / 'evil.pth', _ArrayToFile(target), legacy=legacy
+    )
     with pytest.raises(UnsafeCheckpointError) as info:
         engine.safe_torch_load(ckpt)
-    assert "builtins.getattr(ndarray, 'tofile')" in info.value.globals
+    assert info.value.globals == ["builtins.getattr(ndarray, 'tofile')"]
     assert not target.exists()
     # the payload is real
     torch.load(ckpt, weights_only=False)
     assert target.exists()
+
+
+def _function_state_pickle(name):
+    """``BUILD`` on torch's ``_rebuild_parameter`` (an allowed global) with
+    the slot state ``{name: 1}``: the standard unpickler sets that attribute
+    on the function (``__defaults__`` would change how later loads run)."""
+    return (
+        b'\x80\x02ctorch._utils\n_rebuild_parameter\nq\x00'
+        + b'N}q\x01X'
+        + len(name).to_bytes(4, 'little')
+        + name.encode()
+        + b'K\x01s\x86q\x02b.'
+    )
+
+
+def test_attributes_of_a_global_are_never_set():
+    name = 'eca_mmdet_test_attribute'
+    data = _function_state_pickle(name)
+    target = torch._utils._rebuild_parameter
+    with pytest.raises(
+        safe_pickle.RefusedGlobal,
+        match='setting attributes of torch._utils._rebuild_parameter',
+    ):
+        safe_pickle.loads(data)
+    assert not hasattr(target, name)
+    # the pickle is real: the standard unpickler sets the attribute
+    try:
+        assert pickle.loads(data) is target
+        assert getattr(target, name) == 1
+    finally:
+        if hasattr(target, name):
+            delattr(target, name)
+
+
+def test_forced_weights_only_is_one_clear_line(tmp_path, monkeypatch):
+    path = tmp_path / 'sd.pth'
+    torch.save(dict(w=torch.zeros(1)), path)
+    monkeypatch.setenv('TORCH_FORCE_WEIGHTS_ONLY_LOAD', '1')
+    with pytest.raises(CheckpointLoadError) as info:
+        engine.safe_torch_load(path)
+    msg = str(info.value)
+    assert 'TORCH_FORCE_WEIGHTS_ONLY_LOAD' in msg and '\n' not in msg
 
 
 def test_history_buffer_getattr():

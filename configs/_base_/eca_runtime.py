@@ -2,10 +2,11 @@
 # mmdet base: _base_ = ['mmdet::...', '../_base_/eca_runtime.py'].
 
 # `eca_mmdet` registers ECAResNet and the hooks below. `eca_mmdet.stack_fixes`
-# is the opt-in to the workarounds for mmengine 0.10 on torch >= 2.6
-# (weights-only checkpoint loading with an exact allow-list, so --resume and
-# testing work; torchvision:// refused only where torchvision cannot be
-# imported; atomic checkpoint writes). Drop it to keep mmengine stock.
+# is the opt-in to the workarounds for mmengine 0.10 on torch 2.x
+# (checkpoint loading with an exact allow-list, so --resume and testing work
+# on torch >= 2.6 and no checkpoint runs code on older torch; torchvision://
+# refused only where torchvision cannot be imported; atomic checkpoint
+# writes). Drop it to keep mmengine stock.
 custom_imports = dict(
     imports=['eca_mmdet', 'eca_mmdet.stack_fixes'], allow_failed_imports=False
 )

@@ -1,17 +1,19 @@
-"""Safe checkpoint loading for mmengine 0.10 under torch >= 2.6.
+"""Safe checkpoint loading for mmengine 0.10 on every supported torch.
 
 mmengine 0.10.7 calls ``torch.load(filename, map_location)`` without
 ``weights_only``. Since torch 2.6 that means ``weights_only=True``, and the
 checkpoints mmengine itself writes cannot be read back (their ``message_hub``
 holds :class:`mmengine.logging.HistoryBuffer` objects and numpy arrays), so
-``--resume`` and testing a trained model fail.
+``--resume`` and testing a trained model fail; before torch 2.6 it means
+full unpickling, which lets any checkpoint run arbitrary code.
 
-Going back to ``weights_only=False`` would let any checkpoint run arbitrary
-code when it is unpickled. Instead :func:`safe_torch_load` keeps
-``weights_only=True`` and allows, on top of torch's own safe types, exactly
-the globals our training checkpoints contain (:func:`safe_checkpoint_globals`).
+:func:`safe_torch_load` does neither: it reads checkpoints with the
+restricted unpickler of :mod:`.safe_pickle` (``torch.load(...,
+weights_only=False, pickle_module=safe_pickle)``, the same on torch 2.0 to
+2.13), which resolves torch's own weights-only globals and exactly the
+globals our training checkpoints contain (:func:`safe_checkpoint_globals`).
 A checkpoint that needs any other global is refused with
-:class:`UnsafeCheckpointError` before anything of it is built.
+:class:`UnsafeCheckpointError` before that global is imported or called.
 :func:`load_from_local_safe` is the same as an mmengine checkpoint loader;
 :func:`eca_mmdet.engine.fixes.enable_stack_fixes` installs it (explicitly:
 importing this module changes nothing).
@@ -20,17 +22,19 @@ importing this module changes nothing).
 import os
 import os.path as osp
 import pickle
-import re
-import types
 import zipfile
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 
-import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
 from mmengine.model import is_model_wrapper
 
+from . import safe_pickle
 from .errors import EcaMmdetError
+from .safe_pickle import (
+    history_buffer_getattr,
+    safe_checkpoint_global_names,
+    safe_checkpoint_globals,
+)
 
 __all__ = [
     'CheckpointLoadError',
@@ -57,73 +61,6 @@ CONVERT_HINT = (
     'model.backbone.init_cfg.checkpoint=DST, or set '
     'model.backbone.init_cfg=None to train from scratch'
 )
-
-
-# HistoryBuffer's built-in statistics; the buffer pickles its
-# ``statistics_methods`` as ``getattr(HistoryBuffer, name)``.
-HISTORY_BUFFER_STATISTICS = ('current', 'max', 'mean', 'min')
-_GETATTR_REFUSED = 'eca_mmdet refused the call'
-
-
-def history_buffer_getattr(obj: Any, name: Any, *default: Any) -> Any:
-    """Stands for ``builtins.getattr`` while loading a checkpoint, but only
-    resolves ``getattr(HistoryBuffer, <statistic>)``; anything else (e.g.
-    ``getattr(some_array, 'tofile')``) is an ``UnpicklingError``."""
-    if (
-        obj is HistoryBuffer
-        and not default
-        and isinstance(name, str)
-        and name in HISTORY_BUFFER_STATISTICS
-    ):
-        return getattr(obj, name)
-    if isinstance(obj, type):
-        what = obj.__qualname__
-    elif isinstance(obj, types.ModuleType):
-        what = obj.__name__
-    else:
-        what = type(obj).__qualname__
-    raise pickle.UnpicklingError(
-        f'{_GETATTR_REFUSED} builtins.getattr({what}, {name!r})'
-    )
-
-
-def safe_checkpoint_globals() -> List[Any]:
-    """The globals allowed on top of torch's defaults when loading.
-
-    Exactly what an mmengine training checkpoint of this project holds besides
-    tensors and plain containers (found with
-    :func:`torch.serialization.get_unsafe_globals_in_checkpoint` on the
-    checkpoints ``tools/train.py`` writes): the ``message_hub`` keeps
-    :class:`~mmengine.logging.HistoryBuffer` objects, whose state is numpy
-    arrays (``_reconstruct``, ``ndarray``, ``dtype``) of float64 and int64
-    (whose dtype objects are built as ``Float64DType``/``Int64DType``, which
-    torch checks by type, not as pickle globals), a float64 numpy scalar
-    (``scalar``) and the buffers' statistics methods, pickled as
-    ``builtins.getattr(HistoryBuffer, 'mean')`` etc. ``builtins.getattr``
-    itself is not allowed: :func:`history_buffer_getattr` is loaded in its
-    place and resolves only those four attributes.
-    """
-    return [
-        HistoryBuffer,
-        (history_buffer_getattr, 'builtins.getattr'),
-        np.core.multiarray._reconstruct,
-        np.core.multiarray.scalar,
-        np.ndarray,
-        np.dtype,
-        type(np.dtype(np.float64)),  # numpy.dtypes.Float64DType
-        type(np.dtype(np.int64)),  # numpy.dtypes.Int64DType
-    ]
-
-
-def _global_name(obj: Any) -> str:
-    if isinstance(obj, tuple):
-        return obj[1]
-    return f'{obj.__module__}.{obj.__qualname__}'
-
-
-def safe_checkpoint_global_names() -> List[str]:
-    """Names (as pickle records them) of :func:`safe_checkpoint_globals`."""
-    return sorted(_global_name(g) for g in safe_checkpoint_globals())
 
 
 class CheckpointLoadError(EcaMmdetError):
@@ -329,37 +266,9 @@ class ModelZooUnavailableError(CheckpointLoadError):
         return err
 
 
-def _unpickler_reason(error: Exception) -> str:
-    """The line of torch's error message that says what failed."""
-    text = str(error)
-    if 'WeightsUnpickler error:' in text:
-        text = text.split('WeightsUnpickler error:', 1)[1]
-    # never repeat torch's advice to retry with weights_only=False
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip()
-        and 'weights_only' not in line
-        and 'can still be loaded' not in line
-    ]
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
-
-
-def _disallowed_globals(filename: str, error: Exception) -> List[str]:
-    """Name the globals (or types) that made a ``weights_only`` load fail
-    (never runs the pickle: it is disassembled statically)."""
-    allowed = set(safe_checkpoint_global_names())
-    try:
-        with torch.serialization.safe_globals(safe_checkpoint_globals()):
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(
-                filename
-            )
-        found = sorted(g for g in found if g not in allowed)
-    except Exception:  # legacy (non-zip) format: read torch's message
-        found = sorted(set(re.findall(r'GLOBAL ([\w.]+)', str(error))))
-    if not found:  # a type torch checks when building an object
-        found = re.findall(r"but got <class '([\w.]+)'>", str(error))
-    return found
 
 
 def checkpoint_file_problem(filename: str) -> Optional[str]:
@@ -426,49 +335,62 @@ def checkpoint_file_problem(filename: str) -> Optional[str]:
     )
 
 
+def _weights_only_forced() -> bool:
+    # torch >= 2.1 then refuses any pickle_module (torch.load's own check)
+    value = os.getenv('TORCH_FORCE_WEIGHTS_ONLY_LOAD', '0')
+    return value.lower() in ('1', 'y', 'yes', 'true')
+
+
 def safe_torch_load(
     filename: Union[str, os.PathLike],
     map_location: Optional[Union[str, Callable, torch.device]] = None,
 ):
-    """``torch.load(filename, weights_only=True)`` allowing exactly
-    :func:`safe_checkpoint_globals` besides torch's defaults.
+    """``torch.load(filename)`` with the restricted unpickler of
+    :mod:`.safe_pickle`: tensors, containers, torch's weights-only globals
+    and exactly :func:`safe_checkpoint_globals`. Returns what
+    ``torch.load(filename, weights_only=True)`` would (with the allow-list).
 
     Raises:
         CheckpointLoadError: the file is missing or unreadable.
-        UnsafeCheckpointError: the file needs any other global; nothing of it
-            was unpickled with the full unpickler (there is no fallback to
-            ``weights_only=False``).
+        UnsafeCheckpointError: the file needs any other global; it was
+            refused before that global was imported or called (there is no
+            fallback to full unpickling).
     """
     filename = osp.expanduser(os.fspath(filename))
     if not osp.isfile(filename):
         raise CheckpointLoadError(f'checkpoint not found: {filename}')
+    if _weights_only_forced():
+        raise CheckpointLoadError(
+            f'cannot load checkpoint {filename}: TORCH_FORCE_WEIGHTS_ONLY_LOAD '
+            'is set, and with it torch.load refuses the restricted unpickler '
+            'eca_mmdet reads checkpoints with (eca_mmdet.engine.safe_pickle); '
+            'unset it'
+        )
     try:
-        with torch.serialization.safe_globals(safe_checkpoint_globals()):
-            return torch.load(
-                filename, map_location=map_location, weights_only=True
-            )
+        return torch.load(
+            filename,
+            map_location=map_location,
+            weights_only=False,  # the restricted pickle_module decides
+            pickle_module=safe_pickle,
+        )
     except Exception as e:  # noqa: BLE001 - judged below
         error = e
     problem = checkpoint_file_problem(filename)
     if problem:  # empty, text, HTML, ...: say so rather than torch's error
         raise CheckpointLoadError(f'checkpoint {filename} {problem}')
+    if isinstance(error, safe_pickle.RefusedGlobal):
+        allowed = safe_pickle.allowed_globals()
+        named = safe_pickle.checkpoint_global_names(filename)
+        refused = {n for n in named if n not in allowed} | {error.name}
+        raise UnsafeCheckpointError.for_file(filename, sorted(refused))
     if isinstance(error, pickle.UnpicklingError):
-        refused = re.search(
-            _GETATTR_REFUSED + r' (builtins\.getattr\(.*?\))', str(error)
-        )
-        if refused:
-            raise UnsafeCheckpointError.for_file(filename, [refused.group(1)])
-        disallowed = _disallowed_globals(filename, error)
-        if disallowed:
-            raise UnsafeCheckpointError.for_file(filename, disallowed)
         raise CheckpointLoadError(
-            f'cannot load checkpoint {filename} with weights_only=True: '
-            f'{_unpickler_reason(error)}'
+            f'cannot load checkpoint {filename}: {_first_line(error)}'
         )
     # truncated/corrupt files, bad object states
     raise CheckpointLoadError(
         f'cannot read checkpoint {filename}: {type(error).__name__}: '
-        f'{_unpickler_reason(error)}'
+        f'{_first_line(error)}'
     )
 
 

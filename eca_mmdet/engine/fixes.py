@@ -1,4 +1,4 @@
-"""Explicit workarounds for the pinned stack (mmengine 0.10 on torch >= 2.6).
+"""Explicit workarounds for the pinned stack (mmengine 0.10 on torch 2.x).
 
 ``import eca_mmdet`` only adds registry entries. These fixes change
 mmengine's process-wide state, so they are turned on explicitly:
@@ -19,11 +19,13 @@ What :func:`enable_stack_fixes` changes, and why:
 
 * mmengine's loader of local checkpoints (the ``''`` scheme of
   :class:`~mmengine.runner.CheckpointLoader`) becomes
-  :func:`~.checkpoint.load_from_local_safe`: ``weights_only=True`` plus
-  exactly the globals of our training checkpoints. mmengine 0.10.7 calls
-  ``torch.load`` without ``weights_only``, which since torch 2.6 refuses the
-  ``HistoryBuffer`` of its own checkpoints (``--resume`` and testing fail);
-  there is no fallback to unsafe unpickling.
+  :func:`~.checkpoint.load_from_local_safe`: the restricted unpickler of
+  :mod:`.safe_pickle` (torch's weights-only globals plus exactly the globals
+  of our training checkpoints), the same on every supported torch. mmengine
+  0.10.7 calls ``torch.load`` without ``weights_only``, which since torch 2.6
+  refuses the ``HistoryBuffer`` of its own checkpoints (``--resume`` and
+  testing fail) and before 2.6 unpickles anything; there is no fallback to
+  unsafe unpickling.
 * ``torchvision://`` and ``modelzoo://`` keep mmengine's loader where
   torchvision can be imported; only where it cannot are they refused with
   :class:`~.checkpoint.ModelZooUnavailableError` (one clear line instead of
@@ -33,8 +35,8 @@ What :func:`enable_stack_fixes` changes, and why:
   ``last_checkpoint`` pointer are written to a temporary file and renamed,
   so a killed job never leaves a truncated checkpoint for ``--resume``.
 
-torch's own safe globals are never changed (the allow-list is applied per
-load with ``torch.serialization.safe_globals``). :func:`disable_stack_fixes`
+torch's own safe globals are never changed (the allow-list belongs to the
+unpickler passed to each load as ``pickle_module``). :func:`disable_stack_fixes`
 restores exactly what was there before.
 """
 
