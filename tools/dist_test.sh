@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test a checkpoint on NPROC processes of this machine with torchrun (gloo on
+# Test a checkpoint on NPROC local processes with torchrun (gloo on
 # CPU):  tools/dist_test.sh CONFIG CHECKPOINT NPROC [tools/test.py options...]
 # Environment: see tools/dist_launch.sh.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train on NPROC processes of this machine with torchrun (gloo on CPU, nccl
+# Train on NPROC local processes with torchrun (gloo on CPU, nccl
 # on GPUs):  tools/dist_train.sh CONFIG NPROC [tools/train.py options...]
 # Environment: see tools/dist_launch.sh.
 set -euo pipefail
