@@ -1,4 +1,4 @@
-"""Preflight, round 2: what would make evaluation silently wrong or crash a
+"""Preflight: what would make evaluation silently wrong or crash a
 run later stops at the check with one line (invalid boxes pycocotools would
 score, a file with nothing to score, images of another size than annotated,
 empty image files, malformed RLE masks, a model config that does not build).

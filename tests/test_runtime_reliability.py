@@ -1,4 +1,4 @@
-"""Reliability of the training/testing runtime (issue 13, round 2): a
+"""Reliability of the training/testing runtime: a
 checkpoint of another model, two trainings in one work dir, Ctrl-C, loop
 config typos and a non-finite loss before the first checkpoint."""
 
