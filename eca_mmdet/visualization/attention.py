@@ -386,7 +386,9 @@ def plot_stage_histograms(gate_set: GateSet, out: str, bins: int = 50) -> str:
     for i, (stage, blocks) in enumerate(stages.items()):
         ax = fig.add_subplot(rows, cols, i + 1)
         values = np.concatenate([gate_set.gates[b].ravel() for b in blocks])
-        ax.hist(values, bins=bins, color='tab:blue')
+        # float64 bin edges: float32 ones cannot split the narrow range of
+        # a barely trained model's gates into ``bins`` bins
+        ax.hist(values.astype(np.float64), bins=bins, color='tab:blue')
         ax.axvline(0.5, color='0.3', lw=0.8, ls='--')
         s = stats[stage]
         ax.set_title(
