@@ -130,8 +130,11 @@ param_scheduler = [
 # AdamW trains this from-scratch model far faster than SGD; lr 2e-3 is for
 # 4 images per step (the quickstart: tools/dist_train.sh CONFIG 2, two CPU
 # processes of 2 images), rescaled by auto_scale_lr for other batch sizes
-# (1e-3 for one process).
+# (1e-3 for one process). Fused AdamW where the running torch has it for the
+# parameters (CPU since torch 2.4); elsewhere the constructor drops `fused`
+# with one log line (eca_mmdet.engine.optim).
 optim_wrapper = dict(
+    constructor='FusedFallbackOptimWrapperConstructor',
     optimizer=dict(
         _delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05, fused=True
     ),

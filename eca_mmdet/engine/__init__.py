@@ -1,11 +1,13 @@
 """Run-time support for training/testing with mmengine 0.10: safe
 checkpoint loading (:mod:`.checkpoint`), atomic writes (:mod:`.atomic_io`),
-CPU DDP (:mod:`.dist`) and the work dir lock (:mod:`.work_dir_lock`); the
-checks before a run are :mod:`eca_mmdet.apis.preflight`.
+CPU DDP (:mod:`.dist`), the fused-optimizer fallback (:mod:`.optim`) and
+the work dir lock (:mod:`.work_dir_lock`); the checks before a run are
+:mod:`eca_mmdet.apis.preflight`.
 
-Importing it changes nothing in mmengine; :func:`enable_stack_fixes` (called
-by the project's tools, or ``custom_imports`` of ``eca_mmdet.stack_fixes`` in
-a config) installs the loader and the atomic backend (see :mod:`.fixes`).
+Importing it only adds registry entries to mmengine;
+:func:`enable_stack_fixes` (called by the project's tools, or
+``custom_imports`` of ``eca_mmdet.stack_fixes`` in a config) installs the
+loader and the atomic backend (see :mod:`.fixes`).
 """
 
 from .atomic_io import AtomicLocalBackend, atomic_write
@@ -29,6 +31,7 @@ from .dist import (
 )
 from .errors import EcaMmdetError
 from .fixes import disable_stack_fixes, enable_stack_fixes, stack_fixes_enabled
+from .optim import FusedFallbackOptimWrapperConstructor, fused_unavailable
 from .paths import (
     NoSpaceError,
     OutputPathError,
@@ -57,6 +60,8 @@ __all__ = [
     'cleanup_distributed',
     'disable_stack_fixes',
     'enable_stack_fixes',
+    'FusedFallbackOptimWrapperConstructor',
+    'fused_unavailable',
     'get_launch_rank',
     'safe_checkpoint_global_names',
     'safe_checkpoint_globals',
