@@ -118,6 +118,7 @@ SAFETENSORS = {'ecaresnet50t', 'ecaresnet50d_pruned'}
 def test_timm(tmp_path: Path, arch: str) -> None:
     src_sd = timm_state_dict(arch, nbt=arch not in SAFETENSORS, seed=len(arch))
     if arch in SAFETENSORS:
+        pytest.importorskip('safetensors', reason='safetensors is optional')
         from safetensors.torch import save_file
 
         src = tmp_path / f'{arch}.safetensors'
@@ -396,3 +397,32 @@ def test_cli_empty_or_text_source(
     src.write_bytes(content)
     line = _one_error_line(_run_cli(str(src), str(tmp_path / 'out.pth')))
     assert line.startswith(f'error: checkpoint {src} {expected}'), line
+
+
+def _minimal_safetensors(path: Path) -> None:
+    """One float32 tensor in the safetensors layout (u64 header length, JSON
+    header, data), written by hand."""
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    path.write_bytes(
+        len(header).to_bytes(8, 'little') + header + b'\x00\x00\x80\x3f'
+    )
+
+
+def test_safetensors_without_the_package_is_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """safetensors is optional (a stock MMDetection environment lacks it):
+    the converter says how to get it, in one line, and writes nothing."""
+    src = tmp_path / 'timm.safetensors'
+    _minimal_safetensors(src)
+    # None in sys.modules makes `import safetensors...` raise ImportError
+    monkeypatch.setitem(sys.modules, 'safetensors', None)
+    monkeypatch.setitem(sys.modules, 'safetensors.torch', None)
+    dst = tmp_path / 'out.pth'
+    assert _load_cli().main([str(src), str(dst)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert str(src) in err[0] and 'pip install safetensors' in err[0]
+    assert not dst.exists()

@@ -96,13 +96,14 @@ def load_source(src_path: PathLike) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f'{src_path}: no such file')
     if _is_safetensors(path):
-        try:
+        try:  # optional: not part of a stock MMDetection environment
             from safetensors.torch import load_file
-        except ImportError as e:
+        except ImportError:
             raise ConversionError(
-                f'{src_path}: reading .safetensors needs the '
-                "'safetensors' package"
-            ) from e
+                f'{src_path}: reading a .safetensors file needs the '
+                'safetensors package, which is not installed: '
+                'pip install safetensors'
+            ) from None
         if path.stat().st_size == 0:
             raise ConversionError(
                 f'{src_path}: the file is empty (0 bytes): the save or '
