@@ -4,7 +4,9 @@
   source state dicts in the official ECANet and timm ECA-ResNet layouts;
 * ``reference_stages``: an eval-mode forward written with ``torch.nn.functional``
   only, driven by the *source* state dict's keys and shapes, returning the
-  outputs of the 4 residual stages (C2..C5).
+  outputs of the 4 residual stages (C2..C5);
+* ``eca_reference``: the paper's ECA on one feature map (also the reference
+  of the ECA layer tests).
 """
 
 from __future__ import annotations
@@ -229,7 +231,9 @@ def _conv(x: Tensor, w: Tensor, stride: int = 1) -> Tensor:
     return F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2)
 
 
-def _eca(x: Tensor, w: Tensor) -> Tensor:
+def eca_reference(x: Tensor, w: Tensor) -> Tensor:
+    """ECA as the paper writes it: ``x`` scaled by the sigmoid of the 1-D
+    conv (weight ``w``) across its channel means."""
     n, c = x.shape[:2]
     y = F.conv1d(
         x.mean(dim=(2, 3)).reshape(n, 1, c), w, padding=w.shape[-1] // 2
@@ -306,7 +310,7 @@ def reference_stages(
                     )
                 )
                 y = _bn(_conv(y, sd[p + 'conv2.weight']), sd, p + 'bn2')
-            y = _eca(y, sd[p + f'{eca}.conv.weight'])
+            y = eca_reference(y, sd[p + f'{eca}.conv.weight'])
             x = F.relu(y + _shortcut(x, sd, p, stride))
             b += 1
         outs.append(x)

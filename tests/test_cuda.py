@@ -1,10 +1,12 @@
-"""The fused ECA paths on CUDA, in float32 and under fp16 autocast, against
-the paper's straightforward form. Skipped without a CUDA device."""
+"""The fast ECA paths on CUDA, in float32 and under fp16 autocast, against
+the paper's form. Skipped without a CUDA device."""
 
 import pytest
 import torch
+from reference_resnet import eca_reference
 
-from eca_mmdet.models import ECALayer, ECAResNet, eca_reference
+from eca_mmdet.models import ECABottleneck, ECALayer, ECAResNet
+from eca_mmdet.models.eca_fast import frozen_norm3_affine, gate_in_add
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA device'
@@ -12,29 +14,40 @@ pytestmark = pytest.mark.skipif(
 CUDA = 'cuda'
 
 
-def _pair(channels, k):
-    torch.manual_seed(0)
-    fused = ECALayer(channels, k).to(CUDA)
-    plain = ECALayer(channels, k, fused=False).to(CUDA)
-    plain.load_state_dict(fused.state_dict())
-    return fused, plain
-
-
 def _rel(a, b):
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
+def _frozen_bn_bottleneck(channels=32, planes=8):
+    """An ECA bottleneck in eval mode with non-trivial BN statistics: the
+    frozen-BN fold applies."""
+    torch.manual_seed(0)
+    block = ECABottleneck(channels, planes)
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        block.eca.conv.weight.normal_()
+    block = block.to(CUDA).eval()
+    assert frozen_norm3_affine(block) is not None
+    return block
+
+
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_fused_residual_forward_backward_on_cuda(channels_last):
-    fused, plain = _pair(64, 5)
+def test_gate_in_add_forward_backward_on_cuda(channels_last):
+    torch.manual_seed(0)
+    layer = ECALayer(64, 5).to(CUDA)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(2, 64, 17, 12, device=CUDA).to(memory_format=fmt)
     idt = torch.randn(2, 64, 17, 12, device=CUDA)
     results = []
-    for layer in (fused, plain):
+    for run in (gate_in_add, lambda eca, x, idt: idt + eca(x)):
         xs = x.clone().requires_grad_()
         ids = idt.clone().requires_grad_()
-        out = layer.forward_residual(xs, ids)
+        out = run(layer, xs, ids)
         grads = torch.autograd.grad(
             out.sin().sum(), (xs, ids, layer.conv.weight)
         )
@@ -43,67 +56,68 @@ def test_fused_residual_forward_backward_on_cuda(channels_last):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_affine_residual_forward_backward_on_cuda():
-    fused, plain = _pair(32, 3)
-    y = torch.randn(2, 32, 9, 11, device=CUDA, requires_grad=True)
-    idt = torch.randn(2, 32, 9, 11, device=CUDA)
-    scale = torch.rand(32, device=CUDA, requires_grad=True)
-    shift = torch.randn(32, device=CUDA, requires_grad=True)
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_frozen_bn_fold_forward_backward_on_cuda(channels_last):
+    block = _frozen_bn_bottleneck()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 32, 9, 11, device=CUDA).to(memory_format=fmt)
+    params = [block.conv3.weight, block.norm3.weight, block.eca.conv.weight]
     results = []
-    for layer in (fused, plain):
-        z = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        out = layer.forward_affine_residual(
-            y, idt, scale, shift, z.mean((2, 3))
-        )
-        grads = torch.autograd.grad(
-            out.sin().sum(), (y, scale, shift, layer.conv.weight)
-        )
+    for fused in (True, False):
+        block.eca.fused = fused
+        xs = x.clone().requires_grad_()
+        out = block(xs)
+        grads = torch.autograd.grad(out.sin().sum(), [xs, *params])
         results.append((out, *grads))
     for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('affine', [False, True])
-def test_fused_paths_under_fp16_autocast(affine):
+def test_gate_in_add_under_fp16_autocast():
     """fp16 autocast: the fused op runs, its output and gradients stay
     within fp16 rounding of the paper's form computed in float32."""
-    fused, _ = _pair(64, 5)
     torch.manual_seed(1)
+    layer = ECALayer(64, 5).to(CUDA)
     y = torch.randn(2, 64, 16, 16, device=CUDA)
     idt = torch.randn(2, 64, 16, 16, device=CUDA)
-    scale = torch.rand(64, device=CUDA) + 0.5
-    shift = torch.randn(64, device=CUDA)
 
-    def run(layer, y, autocast):
-        y = y.clone().requires_grad_()
+    def run(autocast):
+        ys = y.clone().requires_grad_()
         with torch.autocast(CUDA, dtype=torch.float16, enabled=autocast):
             # what convs give under autocast
-            h, i = (y.half(), idt.half()) if autocast else (y, idt)
-            if affine:
-                z = h.float() * scale.view(1, -1, 1, 1) + shift.view(
-                    1, -1, 1, 1
-                )
-                out = layer.forward_affine_residual(
-                    h, i, scale, shift, z.mean((2, 3))
-                )
-            else:
-                out = layer.forward_residual(h, i)
+            h, i = (ys.half(), idt.half()) if autocast else (ys, idt)
+            out = gate_in_add(layer, h, i)
         out.float().square().sum().backward()
-        return out, y.grad
+        return out, ys.grad
 
-    out16, grad16 = run(fused, y, True)
+    out16, grad16 = run(True)
     assert out16.dtype == torch.float16
-    with torch.no_grad():
-        x = (
-            y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-            if affine
-            else y
-        )
-    ref = idt + eca_reference(x, fused.conv.weight)
+    ref = idt + eca_reference(y, layer.conv.weight.detach())
     assert _rel(out16, ref) < 5e-3
-    _, grad32 = run(fused, y, False)
+    _, grad32 = run(False)
     assert torch.isfinite(grad16).all()
     assert _rel(grad16, grad32) < 1e-2
+
+
+def test_frozen_bn_fold_under_fp16_autocast():
+    """The frozen-BN fold under fp16 autocast: output and input gradient
+    within fp16 rounding of the paper's form in float32."""
+    block = _frozen_bn_bottleneck(64, 16)
+    x = torch.randn(2, 64, 16, 16, device=CUDA)
+    results = []
+    for fused, autocast in ((True, True), (False, False)):
+        block.eca.fused = fused
+        xs = x.clone().requires_grad_()
+        with torch.autocast(CUDA, dtype=torch.float16, enabled=autocast):
+            out = block(xs)
+        out.float().square().sum().backward()
+        results.append((out, xs.grad))
+    (out16, grad16), (ref, grad32) = results
+    assert out16.dtype == torch.float16
+    # three convs in fp16 before the fold
+    assert _rel(out16, ref) < 1e-2
+    assert torch.isfinite(grad16).all()
+    assert _rel(grad16, grad32) < 2e-2
 
 
 @pytest.mark.parametrize('norm_eval', [True, False])

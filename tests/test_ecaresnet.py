@@ -4,15 +4,22 @@ import pytest
 import torch
 from mmdet.models.backbones import ResNet, ResNeXt
 from mmdet.registry import MODELS
+from reference_resnet import eca_reference
 
 import eca_mmdet  # noqa: F401  (registers ECAResNet / ECALayer)
 from eca_mmdet.models import (
     ARCH_PRESETS,
+    ECABottleneck,
     ECALayer,
     ECAResNet,
     adaptive_kernel_size,
-    eca_reference,
     stage_out_channels,
+)
+from eca_mmdet.models.eca_fast import (
+    _ECAResidual,
+    _ScaleShiftResidual,
+    frozen_norm3_affine,
+    gate_in_add,
 )
 
 
@@ -42,11 +49,12 @@ def test_eca_layer_matches_paper_form():
     torch.manual_seed(0)
     eca = ECALayer(256)
     assert eca.k_size == 5 and eca.conv.padding == (2,)
+    assert type(eca.padding) is int and eca.padding == 2
     x = torch.randn(2, 256, 7, 9)
     torch.testing.assert_close(eca(x), eca_reference(x, eca.conv.weight))
     identity = torch.randn_like(x)
     torch.testing.assert_close(
-        eca.forward_residual(x, identity),
+        gate_in_add(eca, x, identity),
         identity + eca_reference(x, eca.conv.weight),
     )
 
@@ -194,7 +202,7 @@ def test_checkpointed_frozen_bn_blocks_give_the_same_gradients():
     grads = []
     for model in (plain, checkpointed):
         model.train()
-        assert model.layer1[0]._frozen_norm3_affine() is not None
+        assert frozen_norm3_affine(model.layer1[0]) is not None
         loss = model(x)[-1].square().mean()
         grads.append(torch.autograd.grad(loss, [x, *model.parameters()]))
     for a, b in zip(*grads):
@@ -260,67 +268,88 @@ def test_bad_arguments_are_explained(kwargs, match):
         ECAResNet(**kwargs)
 
 
-def test_fused_eca_gradients_match_straightforward_form():
+def test_gate_in_add_gradients_match_paper_form():
     torch.manual_seed(0)
-    fused = ECALayer(64, 3).double()
-    plain = ECALayer(64, 3, fused=False).double()
-    plain.load_state_dict(fused.state_dict())
+    layer = ECALayer(64, 3).double()
     x = torch.randn(2, 64, 5, 6, dtype=torch.float64, requires_grad=True)
     idt = torch.randn(2, 64, 5, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(fused.forward_residual, (x, idt))
-    grads = []
-    for layer in (fused, plain):
-        out = layer.forward_residual(x, idt)
-        grads.append(
-            torch.autograd.grad(
-                out.square().sum(), (x, idt, layer.conv.weight)
+    assert torch.autograd.gradcheck(
+        lambda x, idt: gate_in_add(layer, x, idt), (x, idt)
+    )
+    results = []
+    for run in (gate_in_add, lambda eca, x, idt: idt + eca(x)):
+        out = run(layer, x, idt)
+        results.append(
+            (
+                out,
+                *torch.autograd.grad(
+                    out.square().sum(), (x, idt, layer.conv.weight)
+                ),
             )
         )
-    for a, b in zip(*grads):
+    for a, b in zip(*results):
         torch.testing.assert_close(a, b)
 
 
 def test_fused_eca_backward_gradcheck_with_the_weight():
     """The custom backward against numerical gradients, for x, identity and
     the conv weight, and with only some of them requiring gradients."""
-    from eca_mmdet.models.eca import _ECAResidual
-
     torch.manual_seed(1)
     x = torch.randn(2, 16, 3, 4, dtype=torch.float64)
     idt = torch.randn(2, 16, 3, 4, dtype=torch.float64)
-    w = torch.randn(1, 1, 5, dtype=torch.float64)
+    eca = ECALayer(16, 5).double()
+    w = eca.conv.weight  # the Function's gate is the layer's
+    with torch.no_grad():
+        w.normal_()
     for needs in [
         (True, True, True),
         (False, False, True),
         (True, False, False),
         (False, True, False),
     ]:
-        args = [
-            t.clone().requires_grad_(r) for t, r in zip((x, idt, w), needs)
-        ]
-        assert torch.autograd.gradcheck(_ECAResidual.apply, args), needs
+        x_, idt_ = (
+            t.clone().requires_grad_(r) for t, r in zip((x, idt), needs)
+        )
+        w.requires_grad_(needs[2])
+
+        def run(x, idt, w):
+            return _ECAResidual.apply(x, idt, w, eca)
+
+        assert torch.autograd.gradcheck(run, (x_, idt_, w)), needs
 
 
-def test_affine_residual_fused_equals_straightforward():
-    """forward_affine_residual: the gate folded into the affine map equals
-    affine map, then the paper's ECA, then the add (outputs and gradients)."""
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_frozen_bn_fold_equals_paper_form_in_a_bottleneck(channels_last):
+    """A bottleneck with frozen BN: norm3, the gate and the add as one
+    affine map, ECA pooling conv3's input, equals conv3, norm3, the paper's
+    ECA and the add (outputs and gradients of the input, conv3, norm3 and
+    the ECA weight)."""
     torch.manual_seed(3)
-    fused = ECALayer(32, 5).double()
-    plain = ECALayer(32, 5, fused=False).double()
-    plain.load_state_dict(fused.state_dict())
-    y = torch.randn(2, 32, 6, 5, dtype=torch.float64, requires_grad=True)
-    idt = torch.randn(2, 32, 6, 5, dtype=torch.float64)
-    scale = torch.rand(32, dtype=torch.float64, requires_grad=True)
-    shift = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    block = ECABottleneck(32, 8).double()
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        block.eca.conv.weight.normal_()
+    block.eval()
+    assert frozen_norm3_affine(block) is not None
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 32, 6, 5, dtype=torch.float64)
+    x = x.to(memory_format=fmt).requires_grad_()
+    params = [
+        block.conv3.weight,
+        block.norm3.weight,
+        block.norm3.bias,
+        block.eca.conv.weight,
+    ]
     results = []
-    for layer in (fused, plain):
-        z = y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-        out = layer.forward_affine_residual(
-            y, idt, scale, shift, z.mean((2, 3))
-        )
-        grads = torch.autograd.grad(
-            out.sin().sum(), (y, scale, shift, layer.conv.weight)
-        )
+    for fused in (True, False):
+        block.eca.fused = fused
+        out = block(x)
+        grads = torch.autograd.grad(out.sin().sum(), [x, *params])
         results.append((out, *grads))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
@@ -331,8 +360,6 @@ def test_scale_shift_residual_gradcheck(channels_last):
     """The frozen-BN + ECA + add op against numerical gradients, through the
     BatchNorm-kernel route (contiguous) and the fallback (channels_last),
     with only some inputs requiring gradients."""
-    from eca_mmdet.models.eca import _ScaleShiftResidual
-
     torch.manual_seed(2)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = torch.randn(2, 6, 3, 4, dtype=torch.float64).to(memory_format=fmt)
@@ -361,9 +388,9 @@ def test_fused_eca_inplace_inference_writes_into_x():
     expected = idt + x * layer.gate(x)
     with torch.no_grad():
         kept = x.clone()
-        out = layer.forward_residual(x, idt)  # default: x untouched
+        out = gate_in_add(layer, x, idt)  # default: x untouched
         assert torch.equal(x, kept)
-        out_inplace = layer.forward_residual(x, idt, inplace=True)
+        out_inplace = gate_in_add(layer, x, idt, inplace=True)
     assert out_inplace.data_ptr() == x.data_ptr()
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(out_inplace, expected)
@@ -419,7 +446,7 @@ def test_frozen_bn_detection_training_matches_straightforward_form(
         params = [p for p in model.parameters() if p.requires_grad]
         results.append((outs, torch.autograd.grad(loss, params)))
     assert not block.norm3.training
-    assert block._frozen_norm3_affine() is not None
+    assert frozen_norm3_affine(block) is not None
     for a, b in zip(results[0][0], results[1][0]):
         torch.testing.assert_close(a, b)
     assert len(results[0][1]) > (100 if bn_requires_grad else 16)
@@ -542,7 +569,7 @@ def test_compiled_default_backbone_inference_and_training():
     model = _random_stats_backbone(
         depth=26, base_channels=16, stem_channels=16, norm_eval=True
     ).train()
-    assert model.layer1[0]._frozen_norm3_affine() is not None
+    assert frozen_norm3_affine(model.layer1[0]) is not None
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     results = []
     for run in (compiled, model):

@@ -43,14 +43,25 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_BACKBONE = dict(frozen_stages=1, norm_eval=True, style='pytorch')
 
 
-def backbone_pair(depth, k, fused=True):
-    """(ECAResNet, mmdet ResNet) of one depth, randomly initialised."""
+def backbone_pair(depth, k, fused=True, **overrides):
+    """(ECAResNet, mmdet ResNet) of one depth, randomly initialised, with
+    :data:`DET_BACKBONE` updated by ``overrides``."""
+    cfg = dict(DET_BACKBONE, **overrides)
     torch.manual_seed(0)
-    plain = ResNet(depth=depth, **DET_BACKBONE)
+    plain = ResNet(depth=depth, **cfg)
     plain.init_weights()
-    eca = ECAResNet(depth=depth, eca_k_size=k, eca_fused=fused, **DET_BACKBONE)
+    eca = ECAResNet(depth=depth, eca_k_size=k, eca_fused=fused, **cfg)
     eca.init_weights()
     return eca, plain
+
+
+def fast_paper_pair(depth, k, **overrides):
+    """(ECAResNet with the fast ECA paths, the same weights in the paper's
+    form): what eca_mmdet.models.eca_fast buys."""
+    fast, _ = backbone_pair(depth, k, **overrides)
+    paper, _ = backbone_pair(depth, k, fused=False, **overrides)
+    paper.load_state_dict(fast.state_dict())
+    return fast, paper
 
 
 def detector(config):
@@ -111,6 +122,14 @@ def cases(args, device):
 
         return make
 
+    def fast_vs_paper(step, **overrides):
+        def make():
+            fast, paper = prep(*fast_paper_pair(50, k50, **overrides))
+            x = image(1, h, w)
+            return step(fast, x), step(paper, x), 'eca-fast', 'eca-paper'
+
+        return make
+
     def det():
         eca = detector(osp.join(REPO, 'configs/mask_rcnn_ecanet50_1x.py'))
         plain = detector('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
@@ -142,6 +161,13 @@ def cases(args, device):
             inference_step,
             fused=False,
             label='eca-plain-form',
+        ),
+        # ECA's fast paths against its paper form (single image, --size):
+        # frozen BN (inference, detection training), train-mode BN
+        'r50_infer_fast_vs_paper_eca': fast_vs_paper(inference_step),
+        'r50_train_fast_vs_paper_eca': fast_vs_paper(train_step),
+        'r50_train_bn_fast_vs_paper_eca': fast_vs_paper(
+            train_step, norm_eval=False
         ),
     }
 

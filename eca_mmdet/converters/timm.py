@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from ..models.ecaresnet import ARCH_PRESETS, arch_layout, load_pruned_archs
+from ..models.presets import ARCH_PRESETS, arch_layout, load_pruned_archs
 from .common import StateDict, Structure, generic_cfg
 
 LAYOUT = 'timm'
