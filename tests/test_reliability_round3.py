@@ -174,6 +174,28 @@ def test_progress_gif_refuses_out_over_a_checkpoint(tmp_path):
     assert ckpt.read_bytes() == b'weights'
 
 
+def test_extract_pruned_widths_refuses_out_over_its_source(tmp_path):
+    src = tmp_path / 'timm.whl'
+    src.write_bytes(b'wheel')
+    proc = run_tool(
+        ['extract_pruned_widths.py', src, '--out', src], cwd=tmp_path
+    )
+    _one_error(proc, f'--out {src} is the timm source {src}')
+    assert src.read_bytes() == b'wheel'
+
+
+def test_benchmark_checks_json_before_timing(tmp_path):
+    """A --json below a file used to fail with a traceback after the whole
+    benchmark had run."""
+    blocker = tmp_path / 'results'
+    blocker.write_text('a file')
+    proc = run_tool(
+        ['benchmark.py', '--cases', 'no_such_case', '--json', blocker / 'x'],
+        cwd=tmp_path,
+    )
+    _one_error(proc, f'--json {blocker / "x"}: {blocker} is a file')
+
+
 def test_converter_guard_is_the_shared_one(tmp_path):
     from eca_mmdet.converters import check_output_path
     from eca_mmdet.engine import OutputPathError

@@ -34,7 +34,10 @@ from eca_mmdet.benchmark import (
     time_pairs,
     train_step,
 )
-from eca_mmdet.engine import atomic_write  # noqa: E402
+from eca_mmdet.engine import (  # noqa: E402
+    atomic_write,
+    check_output_location,
+)
 from eca_mmdet.engine.errors import EcaMmdetError  # noqa: E402
 from eca_mmdet.models import ECAResNet  # noqa: E402
 
@@ -273,6 +276,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.json:  # before the minutes of timing, not after them
+        check_output_location('--json', args.json, is_dir=False)
     table = cases(args, device)
     names = args.cases or list(table)
     unknown = sorted(set(names) - set(table))

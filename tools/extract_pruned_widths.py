@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eca_mmdet.apis.common import CliArgumentParser, run_cli  # noqa: E402
 from eca_mmdet.engine.atomic_io import atomic_write  # noqa: E402
 from eca_mmdet.engine.errors import EcaMmdetError, first_line  # noqa: E402
+from eca_mmdet.engine.paths import refuse_overwriting_inputs  # noqa: E402
 
 ARCHS = ('ecaresnet50d_pruned', 'ecaresnet101d_pruned')
 DEFAULT_OUT = (
@@ -198,6 +199,7 @@ def extract(args: argparse.Namespace) -> int:
     """Read the specs of ``args.src`` and write ``args.out``."""
     if not args.src.exists():
         raise EcaMmdetError(f'timm wheel or directory not found: {args.src}')
+    refuse_overwriting_inputs({'--out': args.out}, {'timm source': args.src})
     try:
         version, texts = read_specs(args.src)
         data = {
