@@ -114,7 +114,9 @@ class ECALayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale each channel of ``x`` (N, C, H, W) by its gate."""
-        return x * self.gate(x)
+        pooled = x.mean((2, 3))  # global average pooling: (N, C)
+        gate = self.gate_of_pooled(pooled)  # conv1d, sigmoid: (N, C, 1, 1)
+        return x * gate
 
     def gate(self, x: Tensor) -> Tensor:
         """The gate of ``x``, (N, C, 1, 1): global average pooling, 1-D

@@ -23,12 +23,22 @@ passes over the block-sized tensors:
   not export, so the gate is added with plain ops, keeping the pooling of
   conv3's input.
 
-Measured on one thread of an AMD EPYC (``model name`` of /proc/cpuinfo),
-torch 2.13.0+cpu, ResNet-50 backbone at 1x3x512x512, eca_fused=True
-against eca_fused=False (the paper's form), ratio of the fastest fifth of
-15 alternating pairs (``python tools/eca_fast_cost.py``)::
+What they buy, as the time of ECAResNet-50 with the fast paths over the
+same weights in the paper's form (mean of the fastest fifth of 15
+alternating pairs; 1x3x512x512, one thread; AMD EPYC, 2 logical cores,
+torch 2.13.0+cpu, Python 3.11.7; commit 179a86d, 2026-12-02; ``python
+tools/benchmark.py --threads 1 --pairs 15 --size 512 512 --cases
+r50_infer_fast_vs_paper_eca r50_train_fast_vs_paper_eca
+r50_train_bn_fast_vs_paper_eca``)::
 
-    MEASUREMENTS
+    inference, frozen BN (frozen-BN fold)             0.943
+    training step, frozen BN as in mmdet's detectors  0.944
+    training step, train-mode BN (gate in the add)    0.980
+
+(A compile job shared the 2 cores: the per-pair ratios spread from 0.74
+to 1.11.) The graph-capture form buys exportability: the paper's
+arithmetic in plain ops, whose graph pools a quarter of the channels
+where the frozen-BN fold applies (checked by tests/test_onnx_export.py).
 """
 
 from typing import Optional, Tuple
