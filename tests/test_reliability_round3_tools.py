@@ -6,13 +6,11 @@ work-dir lock and all-or-nothing outputs of tools/test.py, NaN weights.
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from tools_testlib import explain, run_tool, tool_env
 
@@ -213,31 +211,33 @@ def test_nan_checkpoint_is_named(trained_run, tmp_path):
     assert not (tmp_path / 'work' / 'metrics.json').exists()
 
 
-@pytest.mark.parametrize('width', [0, 0.5])
-def test_segm_only_evaluation_with_a_degenerate_box(
-    trained_run, tmp_path, width
-):
+def test_segm_only_evaluation_with_a_degenerate_box(trained_run, tmp_path):
     """One val box of zero width used to refuse the whole evaluation, even
-    a segm-only one; 0.5 px only warned. Both now run and warn."""
-    data = shutil.copytree(trained_run['data'], tmp_path / 'shapes')
-    ann = data / 'annotations' / 'instances_val.json'
-    coco = json.loads(ann.read_text())
-    first = next(a for a in coco['annotations'] if not a.get('iscrowd'))
-    first['bbox'][2] = width
-    ann.write_text(json.dumps(coco))
-    proc = run_tool(
-        _test_argv(trained_run, tmp_path / 'work')
-        + [
-            '--cfg-options',
-            f'test_dataloader.dataset.data_root={data}/',
-            f'test_evaluator.ann_file={ann}',
-            'test_evaluator.metric=segm',
-        ],
-        cwd=trained_run['root'],
-    )
-    assert proc.returncode == 0, explain(proc)
-    out = proc.stdout + proc.stderr
-    assert f'{ann}: 1 of ' in out and f'ids {first["id"]}' in out, out[-3000:]
-    metrics = json.loads((tmp_path / 'work' / 'metrics.json').read_text())
-    assert metrics['coco/segm_mAP'] is not None
-    assert os.path.isfile(tmp_path / 'work' / 'results.segm.json')
+    a segm-only one, while 0.5 px only warned: both now run and warn."""
+    for width in (0, 0.5):
+        data = shutil.copytree(
+            trained_run['data'], tmp_path / f'shapes{width}'
+        )
+        ann = data / 'annotations' / 'instances_val.json'
+        coco = json.loads(ann.read_text())
+        first = next(a for a in coco['annotations'] if not a.get('iscrowd'))
+        first['bbox'][2] = width
+        ann.write_text(json.dumps(coco))
+        work = tmp_path / f'work{width}'
+        proc = run_tool(
+            _test_argv(trained_run, work)
+            + [
+                '--cfg-options',
+                f'test_dataloader.dataset.data_root={data}/',
+                f'test_evaluator.ann_file={ann}',
+                'test_evaluator.metric=segm',
+            ],
+            cwd=trained_run['root'],
+        )
+        assert proc.returncode == 0, explain(proc)
+        out = proc.stdout + proc.stderr
+        assert f'{ann}: 1 of ' in out, out[-3000:]
+        assert f'ids {first["id"]}' in out, out[-3000:]
+        metrics = json.loads((work / 'metrics.json').read_text())
+        assert metrics['coco/segm_mAP'] is not None
+        assert (work / 'results.segm.json').is_file()
