@@ -8,8 +8,10 @@ Tiers (markers registered below, in this one place)::
     pytest -m "not slow or torch21" tests   # the older-stack selection
 
 - ``slow``: trains a model, runs a tool end to end in a subprocess or
-  exports a big model. Every test that asks for ``trained_run`` or
-  ``trained_work_copy`` is marked ``slow`` here automatically.
+  exports a big model. Marked here automatically: every test of a module
+  outside ``FAST_MODULES`` (the fast tier's areas) and every test that
+  asks for ``trained_run`` or ``trained_work_copy``; inside those modules
+  the slow tests carry ``@pytest.mark.slow``.
 - ``torch21``: the one end-to-end train / test / resume run that the
   older stack (torch 2.1) runs besides the fast tier.
 
@@ -22,12 +24,16 @@ treat them as read-only, copy before changing anything):
     COCO files in ``annotations/instances_{train,val}.json``).
 ``tiny_config`` -> Path
     The tiny Mask R-CNN config on ``shapes_data``
-    (``tools_testlib.write_config``, ``max_epochs=TRAINED_EPOCHS``).
+    (``tools_testlib.write_config``, ``max_epochs=TRAINED_EPOCHS``,
+    validation after every epoch, ``EcaGateStatsHook`` and
+    ``ProgressGifHook`` with ``tools_testlib.GIF_*``).
 ``trained_run`` -> dict
     One training of ``tiny_config`` by ``tools/train.py`` in a subprocess:
     ``root`` (cwd of the run), ``data`` (= shapes_data), ``config``
     (= tiny_config), ``work`` (its work dir: ``epoch_1.pth`` ..
-    ``epoch_{epochs}.pth``, ``last_checkpoint``, the logs, the saved config
+    ``epoch_{epochs}.pth``, ``last_checkpoint``, the logs and
+    ``*/vis_data/scalars.json`` with the val metrics of every epoch,
+    ``progress.gif`` and ``progress_frames/``, the saved config
     ``work / config.name``), ``checkpoints`` (the epoch checkpoints in
     order), ``epochs`` (= TRAINED_EPOCHS), ``train`` (the
     CompletedProcess, its stdout/stderr).
@@ -40,18 +46,40 @@ Function fixtures (a private copy under the test's ``tmp_path``):
     A copy of ``trained_run['work']`` whose ``last_checkpoint`` points at
     the copy's last epoch (as moving a work dir requires).
 
-Helpers (subprocess runners, config writer) stay plain functions in
-``tools_testlib``: ``run_tool``, ``explain``, ``tool_env``,
-``write_config``, ``free_port``, ``read_json``.
+Helpers stay plain functions in ``tools_testlib``: ``run_tool`` (a tool in
+``tools/``), ``run_script`` (any script of the checkout), ``explain``,
+``tool_env``, ``write_config``, ``run_config`` and ``train_in_process``
+(an in-process Runner on a config), ``free_port``, ``read_json``.
 """
 
 import shutil
 
 import pytest
-from tools_testlib import explain, make_dataset, run_tool, write_config
+from tools_testlib import (
+    GIF_IMAGES,
+    GIF_SCORE_THR,
+    GIF_SIZE,
+    TRAINED_EPOCHS,
+    explain,
+    make_dataset,
+    run_tool,
+    write_config,
+)
 
-TRAINED_EPOCHS = 2
 TRAINING_FIXTURES = ('trained_run', 'trained_work_copy')
+# the fast tier (make test-fast): its areas, by module
+FAST_MODULES = {
+    'test_ecaresnet.py': 'the ECA layer and the backbone',
+    'test_cuda.py': 'the ECA layer on CUDA (skipped without it)',
+    'test_convert.py': 'checkpoint converters',
+    'test_safe_checkpoint.py': 'safe checkpoint loading',
+    'test_configs.py': 'config building',
+    'test_coco_check.py': 'COCO file checks',
+    'test_shapes_dataset.py': 'the COCO-format shapes generator',
+    'test_preflight.py': 'config and data checks before a run',
+    'test_preflight_data.py': 'config and data checks before a run',
+    'test_preflight_evaluator.py': 'config and data checks before a run',
+}
 
 
 def pytest_configure(config):
@@ -69,7 +97,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(name in TRAINING_FIXTURES for name in item.fixturenames):
+        module = item.nodeid.split('::')[0].rsplit('/', 1)[-1]
+        if module not in FAST_MODULES or any(
+            name in TRAINING_FIXTURES for name in item.fixturenames
+        ):
             item.add_marker(pytest.mark.slow)
 
 
@@ -84,6 +115,16 @@ def tiny_config(shapes_data):
         shapes_data.parent / 'tiny_shapes.py',
         shapes_data,
         max_epochs=TRAINED_EPOCHS,
+        custom_hooks=[
+            dict(type='EcaGateStatsHook'),
+            dict(
+                type='ProgressGifHook',
+                num_images=GIF_IMAGES,
+                size=GIF_SIZE,
+                score_thr=GIF_SCORE_THR,
+            ),
+        ],
+        validate=True,
     )
 
 

@@ -77,6 +77,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert target.read_text() == 'epoch_2.pth'
 
 
+@pytest.mark.slow
 def test_kill_during_save_leaves_old_or_complete_file(tmp_path):
     path, writing = tmp_path / 'epoch_1.pth', tmp_path / 'writing'
     proc = subprocess.Popen(

@@ -151,6 +151,7 @@ def test_git_commit_of_a_checkout_and_nothing_elsewhere(tmp_path):
     assert git_commit(str(plain)) is None
 
 
+@pytest.mark.slow
 def test_cli_collects_every_case_from_its_child_process(tmp_path):
     """tools/benchmark.py with two cases (tiny inputs): each case's timings
     come back from its child process into one table and one JSON."""

@@ -92,7 +92,7 @@ def _check_equivalent(
     [
         (18, (3, 5, 7, 7), False),  # old checkpoints: no num_batches_tracked
         (50, (3, 5, 5, 7), True),
-        (101, (3, 3, 5, 7), True),
+        pytest.param(101, (3, 3, 5, 7), True, marks=pytest.mark.slow),
     ],
 )
 def test_official(tmp_path: Path, depth: int, ks: tuple, nbt: bool) -> None:
@@ -114,7 +114,22 @@ def test_official(tmp_path: Path, depth: int, ks: tuple, nbt: bool) -> None:
 SAFETENSORS = {'ecaresnet50t', 'ecaresnet50d_pruned'}
 
 
-@pytest.mark.parametrize('arch', list(TIMM_ARCHS))
+# the deepest archs only take longer: the same code, in the slow tier
+DEEP = {
+    'ecaresnet101d',
+    'ecaresnet101d_pruned',
+    'ecaresnet200d',
+    'ecaresnet269d',
+}
+
+
+@pytest.mark.parametrize(
+    'arch',
+    [
+        pytest.param(a, marks=pytest.mark.slow) if a in DEEP else a
+        for a in TIMM_ARCHS
+    ],
+)
 def test_timm(tmp_path: Path, arch: str) -> None:
     src_sd = timm_state_dict(arch, nbt=arch not in SAFETENSORS, seed=len(arch))
     if arch in SAFETENSORS:
@@ -280,6 +295,7 @@ def test_cli_prints_config(
     )
 
 
+@pytest.mark.slow
 def test_cli_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / 'corrupt.pth'
     bad.write_bytes(b'definitely not a checkpoint')
@@ -334,6 +350,7 @@ def _one_error_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['same', 'symlink', 'other_path'])
 def test_cli_refuses_to_overwrite_its_source(tmp_path: Path, how: str) -> None:
     src = _official_src(tmp_path)
@@ -351,6 +368,7 @@ def test_cli_refuses_to_overwrite_its_source(tmp_path: Path, how: str) -> None:
     assert src.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_cli_output_directory_is_one_line(tmp_path: Path) -> None:
     src = _official_src(tmp_path)
     out = tmp_path / 'out'
@@ -360,6 +378,7 @@ def test_cli_output_directory_is_one_line(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_refuses_pickled_payload_without_unsafe_advice(
     tmp_path: Path,
 ) -> None:
@@ -383,6 +402,7 @@ def test_cli_refuses_pickled_payload_without_unsafe_advice(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'content,expected',
     [

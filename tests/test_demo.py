@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+import tools_testlib as lib
 import torch
-import vis_testlib as lib
 from pycocotools import mask as mask_utils
 
 import eca_mmdet  # noqa: F401
@@ -16,19 +16,14 @@ from eca_mmdet.apis.demo import prediction_dict, run_demo
 from eca_mmdet.engine import safe_torch_load
 
 
-@pytest.fixture(scope='session')
-def trained(tmp_path_factory):
-    return lib.trained_workdir(tmp_path_factory)
-
-
-def test_demo_outputs_round_trip(trained, tmp_path):
+def test_demo_outputs_round_trip(trained_run, tmp_path):
     out_dir = tmp_path / 'out'
-    val_dir = trained['data_root'] / 'val'
-    ckpt = trained['checkpoints'][-1]
-    proc = lib.run(
+    val_dir = trained_run['data'] / 'val'
+    ckpt = trained_run['checkpoints'][-1]
+    proc = lib.run_script(
         'demo/image_demo.py',
         f'{val_dir}/*.png',
-        trained['config'],
+        trained_run['config'],
         '--weights',
         ckpt,
         '--out-dir',
@@ -39,7 +34,7 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     )
     assert proc.returncode == 0, lib.explain(proc)
 
-    model = load_detector(str(trained['config']), str(ckpt))
+    model = load_detector(str(trained_run['config']), str(ckpt))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like the demo's OMP_NUM_THREADS=1
     names_seen = set()
@@ -61,7 +56,7 @@ def test_demo_outputs_round_trip(trained, tmp_path):
             assert list(pred)[:2] == ['labels', 'label_names']
             assert pred['labels'] == want.labels.tolist()
             assert pred['label_names'] == [
-                trained['classes'][i] for i in pred['labels']
+                lib.CLASSES[i] for i in pred['labels']
             ]
             names_seen.update(pred['label_names'])
             np.testing.assert_allclose(
@@ -88,17 +83,17 @@ def test_demo_outputs_round_trip(trained, tmp_path):
     assert len(names_seen) > 1, names_seen
 
 
-def test_run_demo_returns_and_writes_label_names(trained, tmp_path):
+def test_run_demo_returns_and_writes_label_names(trained_run, tmp_path):
     """The prediction dicts run_demo returns carry label_names too and are
     what it writes to preds/<stem>.json; prediction_dict of a sample
     without an image path works alike."""
     from mmdet.structures import DetDataSample
 
-    image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
+    image = sorted((trained_run['data'] / 'val').glob('*.png'))[0]
     model = load_detector(
-        str(trained['config']), str(trained['checkpoints'][-1])
+        str(trained_run['config']), str(trained_run['checkpoints'][-1])
     )
-    classes = trained['classes']
+    classes = lib.CLASSES
     assert tuple(model.dataset_meta['classes']) == classes
 
     out_dir = tmp_path / 'out'
@@ -117,8 +112,8 @@ def test_run_demo_returns_and_writes_label_names(trained, tmp_path):
 
 
 @pytest.fixture
-def mismatched_checkpoint(trained, tmp_path):
-    ckpt = safe_torch_load(str(trained['checkpoints'][-1]))
+def mismatched_checkpoint(trained_run, tmp_path):
+    ckpt = safe_torch_load(str(trained_run['checkpoints'][-1]))
     state = dict(ckpt['state_dict'])
     key = 'roi_head.bbox_head.fc_cls.weight'
     state[key] = state[key][:3]  # as if trained for 2 classes
@@ -129,10 +124,10 @@ def mismatched_checkpoint(trained, tmp_path):
 
 @pytest.mark.parametrize('case', ['bad_image', 'missing_ckpt', 'mismatch'])
 def test_demo_errors_are_one_line(
-    case, trained, tmp_path, mismatched_checkpoint
+    case, trained_run, tmp_path, mismatched_checkpoint
 ):
-    image = sorted((trained['data_root'] / 'val').glob('*.png'))[0]
-    ckpt = trained['checkpoints'][-1]
+    image = sorted((trained_run['data'] / 'val').glob('*.png'))[0]
+    ckpt = trained_run['checkpoints'][-1]
     if case == 'bad_image':
         image = tmp_path / 'broken.png'
         image.write_bytes(b'\x89PNG\r\n\x1a\n not really')
@@ -145,12 +140,12 @@ def test_demo_errors_are_one_line(
         expect = (
             f"error: checkpoint {ckpt} does not fit the config's "
             'model: shape mismatch 1: roi_head.bbox_head.fc_cls.weight:'
-            ' checkpoint (3, 256) vs model (5, 256)'
+            ' checkpoint (3, 64) vs model (5, 64)'  # fc_out_channels=64
         )
-    proc = lib.run(
+    proc = lib.run_script(
         'demo/image_demo.py',
         image,
-        trained['config'],
+        trained_run['config'],
         '--weights',
         ckpt,
         '--out-dir',
@@ -208,6 +203,7 @@ def _error_line(proc) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'option,value,expected',
     [
@@ -226,7 +222,7 @@ def _error_line(proc) -> str:
 )
 def test_demo_bad_numbers_are_one_line(tmp_path, option, value, expected):
     image = _png(tmp_path / 'img.png')
-    proc = lib.run(
+    proc = lib.run_script(
         'demo/image_demo.py',
         image,
         tmp_path / 'cfg.py',
@@ -242,6 +238,7 @@ def test_demo_bad_numbers_are_one_line(tmp_path, option, value, expected):
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'content,expected',
     [
@@ -255,7 +252,7 @@ def test_demo_bad_numbers_are_one_line(tmp_path, option, value, expected):
 def test_demo_empty_or_text_weights(untrained, tmp_path, content, expected):
     weights = tmp_path / 'weights.pth'
     weights.write_bytes(content)
-    proc = lib.run(
+    proc = lib.run_script(
         'demo/image_demo.py',
         _png(tmp_path / 'img.png'),
         untrained['config'],
@@ -269,6 +266,7 @@ def test_demo_empty_or_text_weights(untrained, tmp_path, content, expected):
     assert line.startswith(f'error: checkpoint {weights} {expected}'), line
 
 
+@pytest.mark.slow
 def test_demo_folder_skips_an_unreadable_image(untrained, tmp_path):
     """The good images get their outputs; the bad one is named in a warning
     and the run exits 0 (documented in demo/image_demo.py)."""
@@ -277,7 +275,7 @@ def test_demo_folder_skips_an_unreadable_image(untrained, tmp_path):
     bad = folder / 'b.png'
     bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
     out = tmp_path / 'out'
-    proc = lib.run(
+    proc = lib.run_script(
         'demo/image_demo.py',
         folder,
         untrained['config'],
@@ -307,12 +305,13 @@ def test_demo_folder_skips_an_unreadable_image(untrained, tmp_path):
     assert not (out / 'preds' / 'b.json').exists()
 
 
+@pytest.mark.slow
 def test_demo_refuses_images_sharing_a_name(tmp_path):
     """mmdet names the outputs after the file name: two x.png from different
     folders would overwrite each other."""
     for sub in ('a', 'b'):
         _png(tmp_path / 'imgs' / sub / 'x.png')
-    proc = lib.run(
+    proc = lib.run_script(
         'demo/image_demo.py',
         f'{tmp_path}/imgs/*/x.png',
         tmp_path / 'cfg.py',

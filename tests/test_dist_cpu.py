@@ -9,7 +9,6 @@ from tools_testlib import (
     DUMP_HOOK_MODULE,
     explain,
     free_port,
-    make_dataset,
     read_json,
     run_tool,
     tool_env,
@@ -23,9 +22,9 @@ if shutil.which('bash') is None:  # pragma: no cover
 
 
 @pytest.fixture(scope='module')
-def dist_run(tmp_path_factory):
+def dist_run(tmp_path_factory, shapes_data):
     root = tmp_path_factory.mktemp('dist')
-    data = make_dataset(root / 'shapes')
+    data = shapes_data
     (root / 'hooks').mkdir()
     (root / 'hooks' / 'dump_rank_params.py').write_text(DUMP_HOOK_MODULE)
     config = write_config(
@@ -44,6 +43,7 @@ def dist_run(tmp_path_factory):
     return dict(root=root, config=config, work=work, proc=proc, env=env)
 
 
+@pytest.mark.slow
 def test_two_rank_gloo_training_completes(dist_run):
     proc = dist_run['proc']
     assert proc.returncode == 0, explain(proc)
@@ -51,6 +51,7 @@ def test_two_rank_gloo_training_completes(dist_run):
     assert (dist_run['work'] / 'epoch_1.pth').is_file()
 
 
+@pytest.mark.slow
 def test_ranks_end_with_identical_weights(dist_run):
     assert dist_run['proc'].returncode == 0, explain(dist_run['proc'])
     work = dist_run['work']
@@ -72,6 +73,7 @@ def test_ranks_end_with_identical_weights(dist_run):
         assert torch.equal(value, sd[name]), name
 
 
+@pytest.mark.slow
 def test_two_rank_test_matches_single_process(dist_run, tmp_path):
     """tools/dist_test.sh on 2 CPU processes gives the metrics of one."""
     assert dist_run['proc'].returncode == 0, explain(dist_run['proc'])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tools_testlib import REPO, explain, make_dataset, run_tool, write_config
+from tools_testlib import REPO, explain, run_tool
 
 from eca_mmdet.apis.attention import _backbone_input, explore_attention
 from eca_mmdet.models import (
@@ -236,13 +236,13 @@ def test_tool_on_converted_backbone(converted, capsys):
 
 
 @pytest.fixture(scope='module')
-def tiny_detector(tmp_path_factory):
-    """The tiny shapes set, its config and a random detector checkpoint."""
+def tiny_detector(tmp_path_factory, shapes_data, tiny_config):
+    """The session's tiny shapes set and config (conftest.py) and a random
+    detector checkpoint of that config in a directory of its own."""
     from eca_mmdet.apis import load_detector
 
     root = tmp_path_factory.mktemp('detector')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data)
+    data, config = shapes_data, tiny_config
     torch.manual_seed(0)
     model = load_detector(str(config))
     for m in model.backbone.modules():
@@ -328,7 +328,7 @@ def test_tool_errors(tiny_detector, converted, capsys):
     out = d['root'] / 'err'
     plain_cfg = d['root'] / 'plain_resnet.py'
     plain_cfg.write_text(
-        "_base_ = './tiny_shapes.py'\n"
+        f'_base_ = {str(d["config"])!r}\n'
         "model = dict(backbone=dict(_delete_=True, type='ResNet', depth=18,"
         ' stem_channels=16, base_channels=16, init_cfg=None))\n'
     )
@@ -377,37 +377,27 @@ def test_tool_errors(tiny_detector, converted, capsys):
         assert message in lines[0], (message, lines[0])
 
 
-def test_gate_stats_hook_logs_curves(tiny_detector):
-    """One epoch with a validation: the hook's per-stage statistics land in
-    scalars.json and the curves tool draws the between-class distances."""
+def test_gate_stats_hook_logs_curves(trained_run, tmp_path):
+    """The session's training (conftest.py) runs the hook and validates
+    after every epoch: the hook's per-stage statistics land in scalars.json
+    and the curves tool draws the between-class distances."""
     from eca_mmdet.visualization.curves import curve_panels, read_run_curves
 
-    d = tiny_detector
-    config = write_config(
-        d['root'] / 'hooked.py',
-        d['data'],
-        max_epochs=1,
-        custom_hooks=[dict(type='EcaGateStatsHook')],
-    )
-    with open(config, 'a') as f:
-        f.write(
-            "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1,"
-            ' val_interval=1, val_begin=1)\n'
-        )
-    work = d['root'] / 'hooked_work'
-    proc = run_tool(['train.py', config, '--work-dir', work], cwd=d['root'])
-    assert proc.returncode == 0, explain(proc)
+    work = trained_run['work']
+    assert 'EcaGateStatsHook' in trained_run['config'].read_text()
     [scalars] = list(work.glob('*/vis_data/scalars.json'))
     val = [
         json.loads(line)
         for line in scalars.read_text().splitlines()
         if 'coco/bbox_mAP' in line
     ]
-    assert len(val) == 1 and val[0]['step'] == 1
-    for stage in ('stage1', 'stage2', 'stage3', 'stage4'):
-        mean, std = val[0][f'eca/{stage}_mean'], val[0][f'eca/{stage}_std']
-        assert 0 < mean < 1 and 0 < std < 0.5
-        assert val[0][f'eca/{stage}_between'] >= 0
+    epochs = list(range(1, trained_run['epochs'] + 1))
+    assert [v['step'] for v in val] == epochs
+    for v in val:
+        for stage in ('stage1', 'stage2', 'stage3', 'stage4'):
+            mean, std = v[f'eca/{stage}_mean'], v[f'eca/{stage}_std']
+            assert 0 < mean < 1 and 0 < std < 0.5
+            assert v[f'eca/{stage}_between'] >= 0
     panels = curve_panels([read_run_curves(str(work))])
     assert 'eca/stage1_between' in panels and 'coco/bbox_mAP' in panels
     assert 'eca/stage1_mean' not in panels  # --val-keys 'eca/*' for those
@@ -416,11 +406,11 @@ def test_gate_stats_hook_logs_curves(tiny_detector):
             'plot_curves.py',
             work,
             '--out',
-            work / 'c.png',
+            tmp_path / 'c.png',
             '--val-keys',
             'eca/*',
         ],
-        cwd=d['root'],
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, explain(proc)
     assert 'eca/stage4_std' in proc.stdout

@@ -265,9 +265,10 @@ def finetuned(tmp_path_factory):
     )
 
 
-def test_config_wiring(finetuned):
+def test_config_wiring():
     """One place sets data, classes and heads; everything follows it."""
-    cfg, classes = finetuned['cfg'], finetuned['classes']
+    cfg = Config.fromfile(str(FINETUNE))
+    classes = tuple(cfg.train_dataloader.dataset.metainfo.classes)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         ds = cfg[loader].dataset
         assert tuple(ds.metainfo.classes) == classes, loader
@@ -310,6 +311,7 @@ def test_load_from_none_starts_from_the_imagenet_backbone(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_trained_heads_have_the_configs_classes(finetuned):
     classes = finetuned['classes']
     n = len(classes)
@@ -336,6 +338,7 @@ def test_trained_heads_have_the_configs_classes(finetuned):
     ), explain(finetuned['proc'])
 
 
+@pytest.mark.slow
 def test_validation_metrics_and_best_checkpoint(finetuned):
     work = finetuned['work']
     scalars = list(work.glob('*/vis_data/scalars.json'))
@@ -357,6 +360,7 @@ def test_validation_metrics_and_best_checkpoint(finetuned):
     assert 'best checkpoint' in log.lower(), explain(finetuned['proc'])
 
 
+@pytest.mark.slow
 def test_test_tool_on_the_best_checkpoint(finetuned, tmp_path):
     """tools/test.py with the same config: the test dataloader and evaluator
     (the val set) score the best checkpoint into metrics.json."""
@@ -383,6 +387,7 @@ def test_test_tool_on_the_best_checkpoint(finetuned, tmp_path):
     assert {d['image_id'] for d in dets} <= {i['id'] for i in val['images']}
 
 
+@pytest.mark.slow
 def test_check_then_a_wrong_evaluator_file(finetuned):
     """--check passes on the config as written; pointed at the train file,
     the evaluator is refused in one line before any training."""

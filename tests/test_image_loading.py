@@ -2,11 +2,12 @@
 with one line naming the file."""
 
 import logging
+import shutil
 
 import cv2
 import numpy as np
 import pytest
-from tools_testlib import explain, make_dataset, run_tool, write_config
+from tools_testlib import explain, run_tool, write_config
 
 pytest.importorskip('mmdet')
 
@@ -121,7 +122,9 @@ def test_readable_images_load_as_before(tmp_path):
     assert out['img_shape'] == (40, 50)
 
 
-def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
+def test_guard_swaps_built_loaders_keeping_their_settings(
+    shapes_data, tmp_path
+):
     from mmcv.transforms import LoadImageFromFile
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
@@ -129,8 +132,7 @@ def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
     from mmengine.dataset import ConcatDataset
 
     register_all_modules()
-    data = make_dataset(tmp_path / 'shapes')
-    cfg = Config.fromfile(str(write_config(tmp_path / 'c.py', data)))
+    cfg = Config.fromfile(str(write_config(tmp_path / 'c.py', shapes_data)))
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.pipeline[0].update(to_float32=True, color_type='grayscale')
     a, b = DATASETS.build(ds_cfg), DATASETS.build(ds_cfg)
@@ -154,11 +156,12 @@ def test_guard_swaps_built_loaders_keeping_their_settings(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def broken_shapes(tmp_path_factory):
-    """The tiny set with one truncated train image and one truncated val
-    image, and a train image of another size than annotated."""
+def broken_shapes(tmp_path_factory, shapes_data):
+    """A copy of the tiny set with one truncated train image and one
+    truncated val image, and a train image of another size than
+    annotated."""
     root = tmp_path_factory.mktemp('broken')
-    data = make_dataset(root / 'shapes')
+    data = shutil.copytree(shapes_data, root / 'shapes')
     broken = {}
     for split in ('train', 'val'):
         victim = sorted((data / split).glob('*.png'))[1]
@@ -172,6 +175,7 @@ def broken_shapes(tmp_path_factory):
     return dict(root=root, data=data, config=config, broken=broken)
 
 
+@pytest.mark.slow
 def test_training_skips_and_counts_a_truncated_image(broken_shapes):
     work = broken_shapes['root'] / 'work'
     proc = run_tool(
@@ -200,11 +204,9 @@ def test_training_skips_and_counts_a_truncated_image(broken_shapes):
 
 @pytest.mark.parametrize('workers', [0, 1])
 def test_evaluation_stops_naming_a_truncated_image(
-    broken_shapes, tmp_path, workers
+    broken_shapes, trained_run, tmp_path, workers
 ):
-    ckpt = broken_shapes['root'] / 'work' / 'epoch_1.pth'
-    if not ckpt.is_file():
-        pytest.skip("needs the training test's checkpoint")
+    ckpt = trained_run['checkpoints'][0]  # the same model, trained
     proc = run_tool(
         [
             'test.py',

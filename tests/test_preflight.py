@@ -9,31 +9,27 @@ from tools_testlib import (
     REPO,
     explain,
     free_port,
-    make_dataset,
     run_tool,
     tool_env,
     write_config,
 )
 
 pytest.importorskip('mmdet')
+
 from mmdet.registry import MODELS  # noqa: E402
-
 from mmengine.config import Config  # noqa: E402
-from eca_mmdet.engine import CheckpointMismatchError  # noqa: E402
-
 
 from eca_mmdet.apis.preflight import (
     PreflightError,  # noqa: E402
     preflight_check,
 )
+from eca_mmdet.engine import CheckpointMismatchError  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('preflight')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
-    return dict(root=root, data=data, config=config)
+@pytest.fixture
+def shapes(shapes_data, tiny_config):
+    """The session's shapes set and tiny config (conftest.py), read-only."""
+    return dict(root=shapes_data.parent, data=shapes_data, config=tiny_config)
 
 
 def _load(shapes, **options):
@@ -202,6 +198,7 @@ def test_unloadable_checkpoint_files_stop_at_start(shapes, tmp_path):
 # --- the tools: one line, exit 1 -------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_tool_missing_data_root(shapes, tmp_path):
     missing = str(tmp_path / 'nowhere') + '/'
     work = tmp_path / 'work'
@@ -222,6 +219,7 @@ def test_train_tool_missing_data_root(shapes, tmp_path):
     assert not list(work.glob('*.pth'))
 
 
+@pytest.mark.slow
 def test_train_tool_missing_pretrained(shapes, tmp_path):
     ckpt = str(tmp_path / 'ecanet18_mmdet.pth')
     config = tmp_path / 'pretrained.py'
@@ -241,6 +239,7 @@ def test_train_tool_missing_pretrained(shapes, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_train_tool_backbone_checkpoint_misfit(shapes, tmp_path):
     """Weights for another ECA kernel size: one line naming the key and both
     shapes, before any training step (mmengine would only log it)."""
@@ -272,6 +271,7 @@ def test_train_tool_backbone_checkpoint_misfit(shapes, tmp_path):
     assert not list(work.glob('epoch_*.pth'))
 
 
+@pytest.mark.slow
 def test_stock_coco_config_without_coco(tmp_path):
     """configs/mask_rcnn_ecanet50_1x.py run where there is no data/coco."""
     proc = run_tool(
@@ -286,6 +286,7 @@ def test_stock_coco_config_without_coco(tmp_path):
     _assert_one_line_error(proc, 'data/coco', '--cfg-options')
 
 
+@pytest.mark.slow
 def test_test_tool_missing_checkpoint(shapes, tmp_path):
     missing = str(tmp_path / 'epoch_12.pth')
     proc = run_tool(
@@ -295,6 +296,7 @@ def test_test_tool_missing_checkpoint(shapes, tmp_path):
     _assert_one_line_error(proc, missing)
 
 
+@pytest.mark.slow
 def test_missing_config_and_bad_option(tmp_path):
     proc = run_tool(['train.py', tmp_path / 'nope.py'], cwd=tmp_path)
     _assert_one_line_error(proc, 'config file not found', 'nope.py')
@@ -302,6 +304,7 @@ def test_missing_config_and_bad_option(tmp_path):
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_dist_train_checks_once_before_starting(shapes, tmp_path):
     """tools/dist_train.sh: bad input gives one line, not a torchrun
     failure report from every process."""
@@ -325,6 +328,7 @@ def test_dist_train_checks_once_before_starting(shapes, tmp_path):
     assert 'ChildFailedError' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_check_option(shapes, tmp_path):
     proc = run_tool(
         [
@@ -354,6 +358,7 @@ def test_class_count_differing_from_the_dataset(shapes):
     )
 
 
+@pytest.mark.slow
 def test_train_tool_class_count_mismatch(shapes, tmp_path):
     proc = run_tool(
         [
@@ -381,6 +386,7 @@ def _config_with_ann(shapes, tmp_path, ann):
     return config
 
 
+@pytest.mark.slow
 def test_train_tool_annotation_file_not_json(shapes, tmp_path):
     ann = tmp_path / 'instances_train.json'
     ann.write_text('{"images": [}')
@@ -396,6 +402,7 @@ def test_train_tool_annotation_file_not_json(shapes, tmp_path):
     _assert_one_line_error(proc, str(ann), 'not valid JSON')
 
 
+@pytest.mark.slow
 def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
     import json
 
@@ -429,8 +436,10 @@ def test_train_tool_reports_skipped_annotations(shapes, tmp_path):
     assert 'zero-area' in warnings[1] and str(10**6 + 1) in warnings[1]
 
 
-def test_missing_images_warn_for_training_and_stop_evaluation(tmp_path):
-    data = make_dataset(tmp_path / 'shapes')
+def test_missing_images_warn_for_training_and_stop_evaluation(
+    shapes_copy, tmp_path
+):
+    data = shapes_copy
     config = write_config(tmp_path / 'c.py', data, max_epochs=1)
     cfg = Config.fromfile(str(config))
     train_image = sorted((data / 'train').glob('*.png'))[0]
@@ -465,6 +474,7 @@ def test_second_evaluator_is_named_by_its_index(shapes, tmp_path):
         preflight_check(cfg, 'train')
 
 
+@pytest.mark.slow
 def test_cfg_option_without_value_is_named(shapes, tmp_path):
     for tool in (
         ['train.py', shapes['config']],
@@ -482,6 +492,7 @@ def test_cfg_option_without_value_is_named(shapes, tmp_path):
         )
         _assert_one_line_error(
             proc, "--cfg-options 'train_cfg.max_epochs'", 'KEY=VALUE'
+        )
 
 
 # --- pretrained backbone weights that do not fit ---------------------------
@@ -576,4 +587,3 @@ def test_plain_resnet_checkpoint_is_named_as_such(shapes, tmp_path):
     cfg = _with_pretrained(shapes, str(tmp_path / 'plain.pth'))
     with pytest.raises(CheckpointMismatchError, match='no ECA weights'):
         preflight_check(cfg, 'train')
-        )

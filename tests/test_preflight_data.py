@@ -10,7 +10,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from tools_testlib import explain, make_dataset, run_tool, write_config
+from tools_testlib import explain, run_tool, write_config
 
 pytest.importorskip('mmdet')
 
@@ -23,11 +23,11 @@ from eca_mmdet.apis.preflight import (
 from eca_mmdet.datasets import AnnotationError  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('preflight_data')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
+@pytest.fixture
+def shapes(shapes_data, tiny_config):
+    """The session's shapes set and tiny config (conftest.py), read-only,
+    and its annotation files as loaded JSON."""
+    root, data, config = shapes_data.parent, shapes_data, tiny_config
     ann = data / 'annotations'
     return dict(
         root=root,
@@ -143,6 +143,7 @@ def _copy_data(shapes, tmp_path):
     return data, config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     'split,width,height', [('val', 50, 40), ('val', 1, 1), ('train', 50, 40)]
 )
@@ -223,6 +224,7 @@ def test_model_that_does_not_build_stops_the_check(
         assert needle in message and f'--cfg-options {key}=' in message
 
 
+@pytest.mark.slow
 def test_train_check_builds_the_model(shapes, tmp_path):
     error = _one_error(
         run_tool(

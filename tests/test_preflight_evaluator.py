@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from tools_testlib import explain, make_dataset, run_tool, write_config
+from tools_testlib import explain, run_tool
 
 pytest.importorskip('mmdet')
 
@@ -21,11 +21,10 @@ from eca_mmdet.apis.preflight import (
 VAL = 'val_dataloader.dataset'
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('preflight_evaluator')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
+@pytest.fixture
+def shapes(shapes_data, tiny_config):
+    """The session's shapes set and tiny config (conftest.py), read-only."""
+    root, data, config = shapes_data.parent, shapes_data, tiny_config
     val = json.loads((data / 'annotations' / 'instances_val.json').read_text())
     return dict(root=root, data=data, config=config, val=val)
 
@@ -188,6 +187,7 @@ def test_evaluator_without_ann_file_is_not_compared(shapes):
     preflight_check(cfg, 'train')
 
 
+@pytest.mark.slow
 def test_train_tool_check_names_evaluator_and_dataset(shapes, tmp_path):
     """tools/train.py --check with an evaluator file lacking val images:
     one line, exit 1 (the run would crash in its first validation)."""

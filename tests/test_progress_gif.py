@@ -3,11 +3,12 @@ tools/progress_gif.py (one frame per epoch checkpoint, frames differ)."""
 
 import json
 import os
+import re
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import vis_testlib as lib
+import tools_testlib as lib
 from mmengine.hooks import Hook
 from PIL import Image
 
@@ -21,11 +22,6 @@ from eca_mmdet.visualization import (
     write_gif,
 )
 from eca_mmdet.visualization.progress import CAPTION_HEIGHT
-
-
-@pytest.fixture(scope='session')
-def trained(tmp_path_factory):
-    return lib.trained_workdir(tmp_path_factory)
 
 
 def gif_frames(path):
@@ -117,10 +113,10 @@ def test_fresh_run_drops_stale_frames(tmp_path):
 # ----------------------------------------------------------------------------
 # The hook during training
 # ----------------------------------------------------------------------------
-def test_hook_writes_gif_during_training(trained):
-    work = trained['work_dir']
-    n_ckpt = len(trained['checkpoints'])
-    assert n_ckpt == lib.MAX_EPOCHS
+def test_hook_writes_gif_during_training(trained_run):
+    work = trained_run['work']
+    n_ckpt = len(trained_run['checkpoints'])
+    assert n_ckpt == trained_run['epochs'] >= 2
     frames = sorted(p.name for p in (work / 'progress_frames').iterdir())
     assert frames == [f'epoch_{e:03d}.png' for e in range(1, n_ckpt + 1)]
     got = gif_frames(work / 'progress.gif')
@@ -128,23 +124,30 @@ def test_hook_writes_gif_during_training(trained):
     # 2 images in a row of GIF_SIZE cells under the caption strip
     assert got[0].shape[0] == lib.GIF_SIZE + 4 + CAPTION_HEIGHT
     assert all(f.shape == got[0].shape for f in got)
-    timings = trained['hook_timings']
-    assert [t['epoch'] for t in timings] == list(range(1, n_ckpt + 1))
-    assert all(t['seconds'] > 0 for t in timings)
+    # the hook's timing line of every epoch, in the training's log
+    log = trained_run['train'].stdout + trained_run['train'].stderr
+    timings = re.findall(
+        r'ProgressGifHook: epoch (\d+) frame \+ progress\.gif in '
+        r'([0-9.]+)s',
+        log,
+    )
+    assert [int(e) for e, _ in timings] == list(range(1, n_ckpt + 1)), log
+    assert all(float(s) > 0 for _, s in timings)
 
 
-def test_hook_restores_train_mode_and_test_cfg(trained, tmp_path):
+def test_hook_restores_train_mode_and_test_cfg(trained_run, tmp_path):
     from mmdet.registry import DATASETS
     from mmengine.logging import MMLogger
 
     from eca_mmdet.apis import load_detector
 
     model = load_detector(
-        str(trained['config']), str(trained['checkpoints'][-1])
+        str(trained_run['config']), str(trained_run['checkpoints'][-1])
     )
     model.train()
     thr = model.roi_head.test_cfg.score_thr
-    dataset = DATASETS.build(trained['cfg'].val_dataloader.dataset)
+    cfg = lib.run_config(trained_run['config'], tmp_path / 'unused')
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
     sent = []  # what the runner's visualizer passes to its vis_backends
     visualizer = SimpleNamespace(
         add_image=lambda name, image, step: sent.append((name, image, step))
@@ -186,16 +189,14 @@ class _StopInEpoch(Hook):
             raise KeyboardInterrupt('simulated interruption')
 
 
-def test_interrupted_run_keeps_gif_of_completed_epochs(trained, tmp_path):
+def test_interrupted_run_keeps_gif_of_completed_epochs(trained_run, tmp_path):
     hook = dict(type='ProgressGifHook', num_images=1, size=64, score_thr=0.05)
-    cfg = lib.tiny_config(
-        trained['data_root'],
-        tmp_path / 'work',
-        max_epochs=3,
-        custom_hooks=[hook],
+    cfg = lib.run_config(
+        trained_run['config'], tmp_path / 'work', custom_hooks=[hook]
     )
+    cfg.train_cfg.max_epochs = 3
     with pytest.raises(KeyboardInterrupt):
-        lib.train(cfg, extra_hooks=[_StopInEpoch(2)])
+        lib.train_in_process(cfg, extra_hooks=[_StopInEpoch(2)])
     gif = tmp_path / 'work' / 'progress.gif'
     assert gif.is_file()
     assert len(gif_frames(gif)) == 1
@@ -208,13 +209,13 @@ def test_interrupted_run_keeps_gif_of_completed_epochs(trained, tmp_path):
 # ----------------------------------------------------------------------------
 # tools/progress_gif.py
 # ----------------------------------------------------------------------------
-def test_progress_gif_tool(trained, tmp_path):
-    val = sorted((trained['data_root'] / 'val').glob('*.png'))[:2]
+def test_progress_gif_tool(trained_run, tmp_path):
+    val = sorted((trained_run['data'] / 'val').glob('*.png'))[:2]
     out = tmp_path / 'progress.gif'
-    proc = lib.run(
+    proc = lib.run_script(
         'tools/progress_gif.py',
-        trained['config'],
-        trained['work_dir'],
+        trained_run['config'],
+        trained_run['work'],
         *val,
         '--out',
         out,
@@ -227,7 +228,7 @@ def test_progress_gif_tool(trained, tmp_path):
     )
     assert proc.returncode == 0, lib.explain(proc)
     frames = gif_frames(out)
-    assert len(frames) == len(trained['checkpoints'])
+    assert len(frames) == len(trained_run['checkpoints'])
     assert all(f.shape == frames[0].shape for f in frames)
     # the predictions (below the caption) change between epochs
     body = [f[CAPTION_HEIGHT:].astype(int) for f in frames]
@@ -236,17 +237,18 @@ def test_progress_gif_tool(trained, tmp_path):
     # the captions differ as well (epoch number)
     heads = [f[:CAPTION_HEIGHT] for f in frames]
     assert not np.array_equal(heads[0], heads[1])
-    metrics = read_val_metrics(str(trained['work_dir']))
+    metrics = read_val_metrics(str(trained_run['work']))
     assert sorted(metrics) == list(range(1, len(frames) + 1))
     assert all(set(m) == {'bbox', 'segm'} for m in metrics.values())
 
 
-def test_progress_gif_tool_errors(tmp_path, trained):
-    proc = lib.run(
+@pytest.mark.slow
+def test_progress_gif_tool_errors(tmp_path, shapes_data, tiny_config):
+    proc = lib.run_script(
         'tools/progress_gif.py',
-        trained['config'],
+        tiny_config,
         tmp_path,
-        trained['data_root'] / 'val',
+        shapes_data / 'val',
         '--out',
         tmp_path / 'x.gif',
     )

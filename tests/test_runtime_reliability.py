@@ -3,7 +3,6 @@ checkpoint of another model, two trainings in one work dir, Ctrl-C, loop
 config typos and a non-finite loss before the first checkpoint."""
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,25 +14,11 @@ import torch
 from tools_testlib import (
     TOOLS,
     explain,
-    make_dataset,
     run_tool,
     tool_env,
-    write_config,
 )
 
 pytest.importorskip('mmdet')
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """Dataset + config + a 1-epoch training in work/."""
-    root = tmp_path_factory.mktemp('runtime')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data, max_epochs=1)
-    work = root / 'work'
-    proc = run_tool(['train.py', config, '--work-dir', work], cwd=root)
-    assert proc.returncode == 0, explain(proc)
-    return dict(root=root, data=data, config=config, work=work)
 
 
 def _one_error(proc, *needles, status=1):
@@ -46,9 +31,12 @@ def _one_error(proc, *needles, status=1):
     return errors[0]
 
 
-def _copy_work(trained, tmp_path):
-    work = tmp_path / 'work'
-    shutil.copytree(trained['work'], work)
+def _copy_work(trained_work_copy):
+    """The work dir as a run stopped after epoch 1 leaves it."""
+    work = trained_work_copy
+    for ckpt in work.glob('epoch_*.pth'):
+        if ckpt.name != 'epoch_1.pth':
+            ckpt.unlink()
     (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
     return work
 
@@ -105,24 +93,24 @@ def _stop(proc):
     ],
 )
 def test_test_tool_refuses_checkpoint_of_another_model(
-    trained, tmp_path, option, kind
+    trained_run, tmp_path, option, kind
 ):
-    ckpt = trained['work'] / 'epoch_1.pth'
+    ckpt = trained_run['work'] / 'epoch_1.pth'
     out = tmp_path / 'out'
     proc = run_tool(
         [
             'test.py',
-            trained['config'],
+            trained_run['config'],
             ckpt,
             '--work-dir',
             out,
             '--cfg-options',
             option,
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     err = _one_error(proc, str(ckpt), 'does not fit', kind, 'backbone.')
-    assert str(trained['config']) in err
+    assert str(trained_run['config']) in err
     assert not (out / 'metrics.json').exists()
     assert not list(out.glob('results*.json'))
 
@@ -132,16 +120,16 @@ def test_test_tool_refuses_checkpoint_of_another_model(
 
 @pytest.mark.parametrize('explicit', [False, True])
 def test_resume_refuses_checkpoint_of_another_model(
-    trained, tmp_path, explicit
+    trained_run, trained_work_copy, explicit
 ):
-    work = _copy_work(trained, tmp_path)
+    work = _copy_work(trained_work_copy)
     ckpt = work / 'epoch_1.pth'
     before = ckpt.read_bytes()
     resume = ['--resume', ckpt] if explicit else ['--resume']
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             *resume,
@@ -149,7 +137,7 @@ def test_resume_refuses_checkpoint_of_another_model(
             'model.backbone.eca_k_size=7',
             'train_cfg.max_epochs=2',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     _one_error(
         proc, '--resume', str(ckpt), 'shape mismatch', 'backbone.', 'eca'
@@ -210,12 +198,15 @@ def test_resume_refuses_optimizer_state_of_another_shape(tmp_path):
 # --- 3. two trainings in one work dir --------------------------------------
 
 
-def test_second_training_into_a_running_work_dir_is_refused(trained, tmp_path):
+@pytest.mark.slow
+def test_second_training_into_a_running_work_dir_is_refused(
+    tiny_config, tmp_path
+):
     work = tmp_path / 'work'
     first = _popen_train(
-        trained['config'],
+        tiny_config,
         work,
-        trained['root'],
+        tiny_config.parent,
         '--cfg-options',
         'train_cfg.max_epochs=100',
     )
@@ -224,20 +215,20 @@ def test_second_training_into_a_running_work_dir_is_refused(trained, tmp_path):
         proc = run_tool(
             [
                 'train.py',
-                trained['config'],
+                tiny_config,
                 '--work-dir',
                 work,
                 '--cfg-options',
                 'train_cfg.max_epochs=1',
             ],
-            cwd=trained['root'],
+            cwd=tiny_config.parent,
             timeout=240,
         )
         _one_error(proc, f'work dir {work} is in use', f'pid {first.pid}')
         # tools/dist_train.sh's --check says so before starting processes
         proc = run_tool(
-            ['train.py', trained['config'], '--work-dir', work, '--check'],
-            cwd=trained['root'],
+            ['train.py', tiny_config, '--work-dir', work, '--check'],
+            cwd=tiny_config.parent,
         )
         _one_error(proc, f'pid {first.pid}')
         assert first.poll() is None, 'the first training was disturbed'
@@ -248,13 +239,13 @@ def test_second_training_into_a_running_work_dir_is_refused(trained, tmp_path):
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            tiny_config,
             '--work-dir',
             work,
             '--check',
             '--start-over',  # the killed run may have saved epoch_1.pth
         ],
-        cwd=trained['root'],
+        cwd=tiny_config.parent,
     )
     assert proc.returncode == 0, explain(proc)
 
@@ -262,14 +253,17 @@ def test_second_training_into_a_running_work_dir_is_refused(trained, tmp_path):
 # --- 4. Ctrl-C --------------------------------------------------------------
 
 
-def test_ctrl_c_stops_cleanly_naming_the_last_checkpoint(trained, tmp_path):
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_naming_the_last_checkpoint(
+    tiny_config, tmp_path
+):
     from eca_mmdet.engine import safe_torch_load
 
     work = tmp_path / 'work'
     proc = _popen_train(
-        trained['config'],
+        tiny_config,
         work,
-        trained['root'],
+        tiny_config.parent,
         '--cfg-options',
         'train_cfg.max_epochs=100',
     )
@@ -295,18 +289,18 @@ def test_ctrl_c_stops_cleanly_naming_the_last_checkpoint(trained, tmp_path):
 # test_preflight.py) -----------------------------------------------------
 
 
-def test_unknown_loop_key_is_named(trained, tmp_path):
+def test_unknown_loop_key_is_named(trained_run, tmp_path):
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--check',
             '--work-dir',
             tmp_path / 'w',
             '--cfg-options',
             'train_cfg.max_epoch=2',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     _one_error(
         proc,
@@ -318,15 +312,15 @@ def test_unknown_loop_key_is_named(trained, tmp_path):
     proc = run_tool(
         [
             'test.py',
-            trained['config'],
-            trained['work'] / 'epoch_1.pth',
+            trained_run['config'],
+            trained_run['work'] / 'epoch_1.pth',
             '--check',
             '--work-dir',
             tmp_path / 'w',
             '--cfg-options',
             'test_cfg.fp18=True',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     _one_error(proc, 'test_cfg.fp18', 'TestLoop', 'fp16')
 
@@ -334,18 +328,19 @@ def test_unknown_loop_key_is_named(trained, tmp_path):
 # --- 6. non-finite loss before the first checkpoint ------------------------
 
 
-def test_non_finite_loss_before_any_checkpoint(trained, tmp_path):
+@pytest.mark.slow
+def test_non_finite_loss_before_any_checkpoint(tiny_config, tmp_path):
     work = tmp_path / 'work'
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            tiny_config,
             '--work-dir',
             work,
             '--lr-scale',
             '1e30',
         ],
-        cwd=trained['root'],
+        cwd=tiny_config.parent,
     )
     err = _one_error(
         proc, 'non-finite loss', 'no checkpoint was written', '--lr-scale 0.1'

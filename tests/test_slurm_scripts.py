@@ -14,7 +14,6 @@ from tools_testlib import (
     TOOLS,
     explain,
     free_port,
-    make_dataset,
     tool_env,
     write_config,
 )
@@ -81,6 +80,7 @@ def _default_python():
     return str(venv) if os.access(venv, os.X_OK) else 'python'
 
 
+@pytest.mark.slow
 def test_slurm_train_command_line(fake_srun):
     proc, argv = fake_srun(
         'slurm_train.sh',
@@ -114,6 +114,7 @@ def test_slurm_train_command_line(fake_srun):
     ]
 
 
+@pytest.mark.slow
 def test_slurm_test_command_line_and_environment(fake_srun):
     proc, argv = fake_srun(
         'slurm_test.sh',
@@ -153,6 +154,7 @@ def test_slurm_test_command_line_and_environment(fake_srun):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('script', ['slurm_train.sh', 'slurm_test.sh'])
 def test_slurm_usage_errors(fake_srun, script):
     proc, argv = fake_srun(script, 'dev', 'job', 'cfg.py')
@@ -167,13 +169,13 @@ def test_slurm_usage_errors(fake_srun, script):
     assert argv is None
 
 
-def test_slurm_train_command_runs_our_tool(fake_srun, tmp_path):
+@pytest.mark.slow
+def test_slurm_train_command_runs_our_tool(fake_srun, shapes_data, tmp_path):
     """The command srun gets, run as Slurm task 0 of 1, is accepted by
     tools/train.py (``--work-dir=``, ``--launcher=slurm``): ``--check``
     checks the config and the data without training."""
     pytest.importorskip('mmdet')
-    data = make_dataset(tmp_path / 'shapes')
-    config = write_config(tmp_path / 'tiny.py', data, max_epochs=1)
+    config = write_config(tmp_path / 'tiny.py', shapes_data, max_epochs=1)
     proc, argv = fake_srun(
         'slurm_train.sh',
         'dev',

@@ -12,7 +12,6 @@ import pytest
 from tools_testlib import (
     REPO,
     explain,
-    make_dataset,
     run_tool,
     tool_env,
     write_config,
@@ -24,21 +23,14 @@ MMDET_TRAIN = Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py'
 SAFETY_HOOKS = ('NonFiniteLossHook', 'EpochSeedHook', 'SafeImageLoadingHook')
 
 
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """One epoch of the tiny config with our tools/train.py."""
-    root = tmp_path_factory.mktemp('stock')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny.py', data, max_epochs=1)
-    work = root / 'work'
-    proc = run_tool(['train.py', config, '--work-dir', work], cwd=root)
-    assert proc.returncode == 0, explain(proc)
+@pytest.fixture
+def trained(trained_run):
+    """The session's training of the tiny config with our tools/train.py
+    (conftest.py): the config it saved and its last checkpoint."""
     return dict(
-        root=root,
-        data=data,
-        work=work,
-        saved=work / 'tiny.py',
-        ckpt=work / 'epoch_1.pth',
+        trained_run,
+        saved=trained_run['work'] / trained_run['config'].name,
+        ckpt=trained_run['checkpoints'][-1],
     )
 
 
@@ -82,6 +74,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_stock_mmdet_apis_on_the_saved_config(trained):
     """What mmdet users do with a trained model, unchanged, on the config
     the run saved (a fresh process: nothing of ours is imported but what the
@@ -113,6 +106,7 @@ def test_stock_mmdet_apis_on_the_saved_config(trained):
     assert out['inferencer_n'] == out['path_n'] and out['inferencer_boxes']
 
 
+@pytest.mark.slow
 def test_image_demo_on_the_saved_config(trained, tmp_path):
     img = sorted((trained['data'] / 'val').glob('*.png'))[0]
     proc = subprocess.run(
@@ -161,10 +155,11 @@ def _mmdet_train(config, work, cwd, *extra):
     )
 
 
-def test_mmdet_train_keeps_safety_hooks_and_resumes(tmp_path):
+@pytest.mark.slow
+def test_mmdet_train_keeps_safety_hooks_and_resumes(shapes_data, tmp_path):
     """mmdet's own tools/train.py on a config that inherits the project's
     runtime: the safety hooks run and --resume reads our checkpoint."""
-    data = make_dataset(tmp_path / 'shapes')
+    data = shapes_data
     config = write_config(
         tmp_path / 'tiny.py', data, max_epochs=1, inherit_hooks=True
     )
@@ -225,6 +220,7 @@ def test_config_path_names_a_missing_config():
         eca_mmdet.config_path('no_such.py')
 
 
+@pytest.mark.slow
 def test_results_pickle_feeds_mmdet_confusion_matrix(trained, tmp_path):
     """``tools/test.py --out`` writes mmdet's results pickle (one entry per
     image, with its image id and predicted instances) and mmdet's own
@@ -280,6 +276,7 @@ def test_results_pickle_feeds_mmdet_confusion_matrix(trained, tmp_path):
     assert (tmp_path / 'cm' / 'confusion_matrix.png').stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_out_must_be_a_pickle_name(trained, tmp_path):
     proc = run_tool(
         [
@@ -300,6 +297,7 @@ def test_out_must_be_a_pickle_name(trained, tmp_path):
     ], explain(proc)
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_configs(tmp_path):
     """A non-editable install (a built wheel, unpacked outside the checkout)
     finds the project's configs in the package."""

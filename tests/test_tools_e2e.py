@@ -1,8 +1,9 @@
 """End to end: tools/train.py and tools/test.py on a tiny generated shapes set.
 
-One 2-epoch training (module fixture) is shared by the tests: the test tool's
-metrics against an independent pycocotools evaluation, resuming, and loading
-our own checkpoints under ``weights_only=True``.
+The session's 2-epoch training (``trained_run`` in conftest.py) is shared by
+the tests: the test tool's metrics against an independent pycocotools
+evaluation, resuming, and loading our own checkpoints under
+``weights_only=True``.
 """
 
 import hashlib
@@ -16,28 +17,14 @@ from tools_testlib import (
     BATCH,
     NUM_TRAIN,
     explain,
-    make_dataset,
     read_json,
     run_tool,
-    write_config,
 )
 
 pytest.importorskip('mmdet')
 pycocotools = pytest.importorskip('pycocotools')
 
 METRIC_ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    """Dataset + config + a 2-epoch training run in work/."""
-    root = tmp_path_factory.mktemp('e2e')
-    data = make_dataset(root / 'shapes')
-    config = write_config(root / 'tiny_shapes.py', data, max_epochs=2)
-    work = root / 'work'
-    proc = run_tool(['train.py', config, '--work-dir', work], cwd=root)
-    assert proc.returncode == 0, explain(proc)
-    return dict(root=root, data=data, config=config, work=work, train=proc)
 
 
 def _epoch_logged(log, epoch):
@@ -49,19 +36,21 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_train_writes_checkpoints(trained):
-    work = trained['work']
+@pytest.mark.torch21
+def test_train_writes_checkpoints(trained_run):
+    work = trained_run['work']
     for epoch in (1, 2):
         assert (work / f'epoch_{epoch}.pth').is_file()
     assert (
         (work / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
     )
-    out = trained['train'].stdout + trained['train'].stderr
+    out = trained_run['train'].stdout + trained_run['train'].stderr
     assert _epoch_logged(out, 2)
     assert 'Traceback' not in out
 
 
-def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
+@pytest.mark.torch21
+def test_test_tool_metrics_match_pycocotools(trained_run, tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -69,21 +58,21 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
     proc = run_tool(
         [
             'test.py',
-            trained['config'],
-            trained['work'] / 'epoch_2.pth',
+            trained_run['config'],
+            trained_run['work'] / 'epoch_2.pth',
             '--work-dir',
             out_dir,
             '--show-dir',
             out_dir / 'vis',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'category' in log and 'circle' in log  # mmdet's per-class table
     # --show-dir: one rendering per val image, plus the contact sheet
     val_images = read_json(
-        trained['data'] / 'annotations' / 'instances_val.json'
+        trained_run['data'] / 'annotations' / 'instances_val.json'
     )['images']
     rendered = sorted(p.name for p in (out_dir / 'vis').glob('*.png'))
     assert 'contact_sheet.png' in rendered
@@ -93,7 +82,7 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
     assert isinstance(metrics, dict)
     assert all(not isinstance(v, (dict, list)) for v in metrics.values())
 
-    ann_file = trained['data'] / 'annotations' / 'instances_val.json'
+    ann_file = trained_run['data'] / 'annotations' / 'instances_val.json'
     gt = COCO(str(ann_file))
     gt_cat_ids = set(gt.getCatIds())
     assert gt_cat_ids != set(range(len(gt_cat_ids)))  # non-contiguous ids
@@ -126,30 +115,26 @@ def test_test_tool_metrics_match_pycocotools(trained, tmp_path):
             )
 
 
-def _copy_of_trained_work_dir(trained, tmp_path):
-    """A copy of the 2-epoch work dir, and the digests of its checkpoints."""
-    work = tmp_path / 'work'
-    shutil.copytree(trained['work'], work)
-    # last_checkpoint holds the absolute path of the original run: point it
-    # at the copy, as moving a work dir would require
-    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
-    return work, {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
+def _digests(work):
+    """The digests of a work dir's epoch checkpoints."""
+    return {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
 
 
-def test_resume_continues_from_epoch_2(trained, tmp_path):
-    work, before = _copy_of_trained_work_dir(trained, tmp_path)
+@pytest.mark.torch21
+def test_resume_continues_from_epoch_2(trained_run, trained_work_copy):
+    work, before = trained_work_copy, _digests(trained_work_copy)
 
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             '--resume',
             '--cfg-options',
             'train_cfg.max_epochs=3',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
@@ -171,23 +156,23 @@ def test_resume_continues_from_epoch_2(trained, tmp_path):
     assert {p: _digest(work / p) for p in before} == before
 
 
-def test_resumed_run_reaches_the_uninterrupted_weights(trained, tmp_path):
+def test_resumed_run_reaches_the_uninterrupted_weights(trained_run, tmp_path):
     """Resume the fixture's run from epoch_1.pth: epoch 2 must end with the
     very weights of the run that never stopped (EpochSeedHook reseeds the
     samplers' generators per epoch; num_workers=0, one thread)."""
     work = tmp_path / 'resumed'
     work.mkdir()
-    shutil.copy(trained['work'] / 'epoch_1.pth', work / 'epoch_1.pth')
+    shutil.copy(trained_run['work'] / 'epoch_1.pth', work / 'epoch_1.pth')
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             '--resume',
             work / 'epoch_1.pth',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
     assert 'resumed epoch: 1' in proc.stdout + proc.stderr, explain(proc)
@@ -198,7 +183,7 @@ def test_resumed_run_reaches_the_uninterrupted_weights(trained, tmp_path):
         ]
 
     resumed = state(work / 'epoch_2.pth')
-    uninterrupted = state(trained['work'] / 'epoch_2.pth')
+    uninterrupted = state(trained_run['work'] / 'epoch_2.pth')
     start = state(work / 'epoch_1.pth')
     assert resumed.keys() == uninterrupted.keys()
     differing = [
@@ -213,30 +198,34 @@ def test_resumed_run_reaches_the_uninterrupted_weights(trained, tmp_path):
     )
 
 
-def test_auto_resume_without_checkpoint_starts_from_scratch(trained, tmp_path):
+@pytest.mark.slow
+def test_auto_resume_without_checkpoint_starts_from_scratch(
+    tiny_config, tmp_path
+):
     work = tmp_path / 'empty_work'
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            tiny_config,
             '--work-dir',
             work,
             '--resume',
             '--cfg-options',
             'train_cfg.max_epochs=1',
         ],
-        cwd=trained['root'],
+        cwd=tiny_config.parent,
     )
     assert proc.returncode == 0, explain(proc)
     assert (work / 'epoch_1.pth').is_file()
 
 
-def test_training_checkpoint_needs_exactly_the_allow_list(trained):
+@pytest.mark.torch21
+def test_training_checkpoint_needs_exactly_the_allow_list(trained_run):
     from mmengine.runner.checkpoint import CheckpointLoader
 
     import eca_mmdet.engine as engine
 
-    ckpt = trained['work'] / 'epoch_2.pth'
+    ckpt = trained_run['work'] / 'epoch_2.pth'
     # the stock path (torch's weights_only default) refuses it ...
     with pytest.raises(Exception, match='HistoryBuffer'):
         torch.load(ckpt, map_location='cpu', weights_only=True)
@@ -285,18 +274,20 @@ class _CreateFile:
         return (open, (self.path, 'w'))
 
 
-def test_test_tool_refuses_planted_payload(trained, tmp_path):
+def test_test_tool_refuses_planted_payload(trained_run, tmp_path):
     target = tmp_path / 'pwned'
     good = torch.load(
-        trained['work'] / 'epoch_1.pth', map_location='cpu', weights_only=False
+        trained_run['work'] / 'epoch_1.pth',
+        map_location='cpu',
+        weights_only=False,
     )
     good['meta']['payload'] = _CreateFile(target)
     evil = tmp_path / 'epoch_evil.pth'
     torch.save(good, evil)
     out = tmp_path / 'out'
     proc = run_tool(
-        ['test.py', trained['config'], evil, '--work-dir', out],
-        cwd=trained['root'],
+        ['test.py', trained_run['config'], evil, '--work-dir', out],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 1, explain(proc)
     assert 'Traceback' not in proc.stderr, explain(proc)
@@ -310,14 +301,16 @@ def test_test_tool_refuses_planted_payload(trained, tmp_path):
     assert not (out / 'metrics.json').exists()
 
 
-def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
-    work, before = _copy_of_trained_work_dir(trained, tmp_path)
+def test_non_finite_loss_stops_and_keeps_checkpoints(
+    trained_run, trained_work_copy
+):
+    work, before = trained_work_copy, _digests(trained_work_copy)
 
     # --lr-scale reaches past the rate the resume restores: 1e30 explodes
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             '--resume',
@@ -326,7 +319,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
             '--cfg-options',
             'train_cfg.max_epochs=3',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 1, explain(proc)
     err = proc.stderr.strip().splitlines()
@@ -337,14 +330,14 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
         err[0],
     ), err[0]
     assert '--resume --lr-scale 0.1' in err[0]
-    assert {p.name: _digest(p) for p in work.glob('epoch_*.pth')} == before
+    assert _digests(work) == before
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_2.pth')
 
     # and the advice works: a lower rate resumes cleanly from epoch 2
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             '--resume',
@@ -353,7 +346,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoints(trained, tmp_path):
             '--cfg-options',
             'train_cfg.max_epochs=3',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
     assert 'resumed epoch: 2' in proc.stdout + proc.stderr
@@ -370,40 +363,42 @@ def _tree(root):
     }
 
 
-def test_tools_write_only_to_the_named_outputs(trained, tmp_path):
+def test_tools_write_only_to_the_named_outputs(
+    trained_run, trained_work_copy, tmp_path
+):
     """train (resume) and test with --show-dir change nothing under the
     current directory, data or config except the work dirs given."""
-    before = _tree(trained['root'])
-    work, _ = _copy_of_trained_work_dir(trained, tmp_path)
+    before = _tree(trained_run['root'])
+    work = trained_work_copy
     out = tmp_path / 'out'
     outside = _tree(tmp_path)
     proc = run_tool(
         [
             'train.py',
-            trained['config'],
+            trained_run['config'],
             '--work-dir',
             work,
             '--resume',
             '--cfg-options',
             'train_cfg.max_epochs=3',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
     proc = run_tool(
         [
             'test.py',
-            trained['config'],
+            trained_run['config'],
             work / 'epoch_3.pth',
             '--work-dir',
             out,
             '--show-dir',
             out / 'vis',
         ],
-        cwd=trained['root'],
+        cwd=trained_run['root'],
     )
     assert proc.returncode == 0, explain(proc)
-    after = _tree(trained['root'])
+    after = _tree(trained_run['root'])
     # the fixture's own work dir may only be read
     assert after == before
     changed = {p for p, v in _tree(tmp_path).items() if outside.get(p) != v}

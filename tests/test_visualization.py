@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+import tools_testlib as lib
 import torch
-import vis_testlib as lib
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from PIL import Image
@@ -28,11 +28,6 @@ from eca_mmdet.visualization import (
 CLASSES = ('circle', 'square', 'triangle', 'star')
 META = dict(classes=CLASSES)
 BAND = 2  # px around a box edge that its outline may touch
-
-
-@pytest.fixture(scope='session')
-def trained(tmp_path_factory):
-    return lib.trained_workdir(tmp_path_factory)
 
 
 def _sample(boxes, labels, scores=None, masks=None) -> DetDataSample:
@@ -164,6 +159,7 @@ np.save(sys.argv[1], out)
 """
 
 
+@pytest.mark.slow
 def test_colours_stable_across_images_and_runs(tmp_path):
     """Class 2 gets one colour whether alone or among other classes, in any
     order, and in a separate process."""
@@ -289,13 +285,13 @@ def test_retinanet_config_box_only_model(tmp_path):
     assert not ((out != img).any(-1) & ~allowed).any()
 
 
-def test_trained_model_rendering_pixels(trained):
+def test_trained_model_rendering_pixels(trained_run):
     model = load_detector(
-        str(trained['config']), str(trained['checkpoints'][-1])
+        str(trained_run['config']), str(trained_run['checkpoints'][-1])
     )
     assert tuple(model.dataset_meta['classes']) == CLASSES
     renderer = DetRenderer(model.dataset_meta, score_thr=0.0)
-    val_images = sorted((trained['data_root'] / 'val').glob('*.png'))
+    val_images = sorted((trained_run['data'] / 'val').glob('*.png'))
     painted = 0
     for path in val_images:
         img = read_image(str(path))
@@ -317,13 +313,13 @@ def test_trained_model_rendering_pixels(trained):
 # ----------------------------------------------------------------------------
 # tools/visualize.py and the --show-dir hook
 # ----------------------------------------------------------------------------
-def test_visualize_tool_with_gt_and_contact_sheet(trained, tmp_path):
+def test_visualize_tool_with_gt_and_contact_sheet(trained_run, tmp_path):
     out_dir = tmp_path / 'vis'
-    ann = trained['data_root'] / 'annotations' / 'instances_val.json'
-    proc = lib.run(
+    ann = trained_run['data'] / 'annotations' / 'instances_val.json'
+    proc = lib.run_script(
         'tools/visualize.py',
-        trained['config'],
-        trained['checkpoints'][-1],
+        trained_run['config'],
+        trained_run['checkpoints'][-1],
         'val',
         '--out-dir',
         out_dir,
@@ -352,7 +348,7 @@ def test_visualize_tool_with_gt_and_contact_sheet(trained, tmp_path):
         )
         h, w = im['height'], im['width']
         assert drawn.shape == (h, 2 * w + 4, 3)
-        src = read_image(str(trained['data_root'] / 'val' / im['file_name']))
+        src = read_image(str(trained_run['data'] / 'val' / im['file_name']))
         left = drawn[:, :w]
         for ann_ in coco['annotations']:
             if ann_['image_id'] != im['id'] or ann_.get('iscrowd'):
@@ -371,11 +367,13 @@ def test_visualize_tool_with_gt_and_contact_sheet(trained, tmp_path):
             assert (left[m] != src[m]).any(-1).mean() > 0.9
 
 
-def test_render_predictions_hook_in_runner_test(trained, tmp_path):
+def test_render_predictions_hook_in_runner_test(trained_run, tmp_path):
     """What tools/test.py --show-dir wires: the hook in runner.test()."""
     from mmengine.runner import Runner
 
-    cfg = lib.tiny_config(trained['data_root'], tmp_path / 'work')
+    cfg = lib.run_config(
+        trained_run['config'], tmp_path / 'work', custom_hooks=[]
+    )
     cfg.default_hooks.visualization = dict(
         type='RenderPredictionsHook',
         draw=True,
@@ -386,7 +384,7 @@ def test_render_predictions_hook_in_runner_test(trained, tmp_path):
         type='StableColorDetVisualizer',
         vis_backends=[dict(type='LocalVisBackend')],
     )
-    cfg.load_from = str(trained['checkpoints'][-1])
+    cfg.load_from = str(trained_run['checkpoints'][-1])
     runner = Runner.from_cfg(cfg)
     runner.test()
     pngs = sorted(p.name for p in (tmp_path / 'show').glob('*.png'))
@@ -482,6 +480,7 @@ def test_show_dir_names_never_collide(tmp_path):
         assert (drawn[22:, :] == src[22:, :]).all()  # below the box: as is
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('thr', [-0.1, 1.5, float('nan')])
 def test_score_thresholds_outside_0_1_are_refused(tmp_path, thr):
     from eca_mmdet.engine.errors import EcaMmdetError
@@ -515,7 +514,7 @@ def test_score_thresholds_outside_0_1_are_refused(tmp_path, thr):
             ],
         ),
     ):
-        proc = lib.run(tool, *args, '--pred-score-thr', str(thr))
+        proc = lib.run_script(tool, *args, '--pred-score-thr', str(thr))
         assert proc.returncode == 1 and 'Traceback' not in proc.stderr, (
             lib.explain(proc)
         )

@@ -1,6 +1,8 @@
-"""Helpers for the tests of tools/train.py, tools/test.py and tools/dist_*.sh:
-a tiny shapes dataset, a tiny Mask R-CNN config and subprocess runners."""
+"""Helpers of the tests: the tiny shapes dataset, the tiny Mask R-CNN
+config, subprocess runners for the tools and scripts, and in-process runs of
+a config. The shared session fixtures built from them are in conftest.py."""
 
+import copy
 import json
 import os
 import socket
@@ -9,6 +11,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from eca_mmdet.datasets import make_shapes_dataset
+
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools'
 SHAPES_CONFIG = REPO / 'configs' / 'shapes' / 'mask_rcnn_ecaresnet18_shapes.py'
@@ -16,6 +23,10 @@ CLASSES = ('circle', 'square', 'triangle', 'star')
 NUM_TRAIN, NUM_VAL, IMG_SIZE = 8, 4, 64
 BATCH = 2
 TIMEOUT = 900
+# the session's training (conftest.trained_run): epochs and its
+# ProgressGifHook (2 val images per frame, 96 px cells)
+TRAINED_EPOCHS = 2
+GIF_IMAGES, GIF_SIZE, GIF_SCORE_THR = 2, 96, 0.05
 
 # A custom hook the distributed test adds: every rank saves its parameters.
 DUMP_HOOK_MODULE = '''
@@ -46,8 +57,6 @@ class DumpRankParamsHook(Hook):
 
 def make_dataset(out_dir: Path, seed: int = 0) -> Path:
     """Generate the tiny shapes set (8 train / 4 val, 64 px) in ``out_dir``."""
-    from eca_mmdet.datasets.shapes import make_shapes_dataset
-
     make_shapes_dataset(
         out_dir, num_train=NUM_TRAIN, num_val=NUM_VAL, seed=seed, size=IMG_SIZE
     )
@@ -61,6 +70,7 @@ def write_config(
     extra_imports: Sequence[str] = (),
     custom_hooks: Optional[List[dict]] = None,
     inherit_hooks: bool = False,
+    validate: bool = False,
 ) -> Path:
     """Write a tiny Mask R-CNN config (quarter-width ECA-ResNet-18, 32-channel
     FPN, slim heads, 64 px images, batch 2, no workers) on the shapes set.
@@ -70,6 +80,7 @@ def write_config(
     project's configs it opts in to ``eca_mmdet.stack_fixes``.
     ``custom_hooks`` replaces the base config's hooks unless
     ``inherit_hooks`` keeps them (then ``custom_hooks`` must be None).
+    ``validate`` validates after every epoch (else never while training).
     """
     base = (
         SHAPES_CONFIG
@@ -80,6 +91,7 @@ def write_config(
     assert not (inherit_hooks and custom_hooks)
     hooks = '' if inherit_hooks else f'custom_hooks = {custom_hooks or []!r}'
     root = str(data_root).rstrip('/') + '/'
+    val_begin = 1 if validate else 1000
     text = f"""
 _base_ = {str(base)!r}
 custom_imports = dict(imports={imports!r}, allow_failed_imports=False)
@@ -137,7 +149,7 @@ val_evaluator = dict(type='CocoMetric', metric=['bbox', 'segm'],
                      ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs={max_epochs},
-                 val_interval=1, val_begin=1000)
+                 val_interval=1, val_begin={val_begin})
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
                         begin=0, end=4)]
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.005, momentum=0.9,
@@ -193,6 +205,41 @@ def run_tool(
         text=True,
         timeout=timeout,
     )
+
+
+def run_script(
+    script: str, *args, cwd: Optional[Path] = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run ``REPO/script`` (e.g. ``demo/image_demo.py``) with this Python."""
+    cmd = [sys.executable, str(REPO / script)] + [str(a) for a in args]
+    return subprocess.run(
+        cmd,
+        cwd=str(cwd or REPO),
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_config(config: Path, work_dir: Path, **changes) -> Config:
+    """``config`` loaded for an in-process run in ``work_dir``: top-level
+    keys replaced by ``changes``, warnings only in the log."""
+    cfg = Config.fromfile(str(config))
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'WARNING'
+    for key, value in changes.items():
+        cfg[key] = value
+    return cfg
+
+
+def train_in_process(cfg: Config, extra_hooks: Sequence = ()) -> Runner:
+    """Train ``cfg`` in this process with mmengine's Runner; returns it."""
+    runner = Runner.from_cfg(copy.deepcopy(cfg))
+    for hook in extra_hooks:
+        runner.register_hook(hook)
+    runner.train()
+    return runner
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
