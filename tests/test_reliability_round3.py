@@ -651,3 +651,19 @@ def test_safetensors_advice_fits_the_weights(tmp_path):
     problem = checkpoint_file_problem(str(path))
     assert problem.startswith('is a safetensors file'), problem
     assert 'timm' in problem and 'safetensors.torch.load_file' in problem
+
+
+@pytest.mark.parametrize('how', ['--resume', 'resume=True'])
+def test_resume_names_the_newest_checkpoint_explicitly(tmp_path, how):
+    """--resume, or resume=True in the config, resumes the newest
+    checkpoint of a work dir without last_checkpoint (mmengine alone finds
+    none there and starts over)."""
+    from eca_mmdet.apis.train import build_parser, build_train_config
+
+    work = tmp_path / 'work'
+    for e in (1, 3):
+        _ckpt(work / f'epoch_{e}.pth')
+    argv = [str(SHAPES_CONFIG), '--work-dir', str(work)]
+    argv += ['--resume'] if how == '--resume' else ['--cfg-options', how]
+    cfg = build_train_config(build_parser().parse_args(argv))
+    assert cfg.resume and cfg.load_from == str(work / 'epoch_3.pth')

@@ -163,6 +163,10 @@ def build_train_config(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    elif cfg.get('resume', False) and not cfg.get('load_from', None):
+        cfg.load_from = last_checkpoint(
+            cfg.work_dir
+        )  # resume=True in a config
     return cfg
 
 
