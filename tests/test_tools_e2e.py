@@ -120,11 +120,22 @@ def _digests(work):
     return {p.name: _digest(p) for p in work.glob('epoch_*.pth')}
 
 
-@pytest.mark.torch21
-def test_resume_continues_from_epoch_2(trained_run, trained_work_copy):
-    work, before = trained_work_copy, _digests(trained_work_copy)
-
-    proc = run_tool(
+@pytest.fixture(scope='module')
+def resumed(trained_run, tmp_path_factory):
+    """The session's run resumed into epoch 3 from a copy of its work dir
+    (``train.py --resume``), then tested with ``--show-dir``: both
+    processes, the digests of the copied checkpoints, and the files of the
+    session's directory and of this fixture's directory before and after."""
+    base = tmp_path_factory.mktemp('resumed')
+    root_before = _tree(trained_run['root'])
+    work = shutil.copytree(trained_run['work'], base / 'work')
+    # last_checkpoint holds the absolute path of the original run: point it
+    # at the copy, as moving a work dir would require
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    digests = _digests(work)
+    out = base / 'out'
+    base_before = _tree(base)
+    train = run_tool(
         [
             'train.py',
             trained_run['config'],
@@ -136,7 +147,35 @@ def test_resume_continues_from_epoch_2(trained_run, trained_work_copy):
         ],
         cwd=trained_run['root'],
     )
-    assert proc.returncode == 0, explain(proc)
+    assert train.returncode == 0, explain(train)
+    test = run_tool(
+        [
+            'test.py',
+            trained_run['config'],
+            work / 'epoch_3.pth',
+            '--work-dir',
+            out,
+            '--show-dir',
+            out / 'vis',
+        ],
+        cwd=trained_run['root'],
+    )
+    return dict(
+        work=work,
+        digests=digests,
+        train=train,
+        test=test,
+        root_before=root_before,
+        root_after=_tree(trained_run['root']),
+        base=base,
+        base_before=base_before,
+        base_after=_tree(base),
+    )
+
+
+@pytest.mark.torch21
+def test_resume_continues_from_epoch_2(resumed):
+    work, before, proc = resumed['work'], resumed['digests'], resumed['train']
     log = proc.stdout + proc.stderr
     assert 'resumed epoch: 2' in log, explain(proc)
     assert _epoch_logged(log, 3)
@@ -363,43 +402,12 @@ def _tree(root):
     }
 
 
-def test_tools_write_only_to_the_named_outputs(
-    trained_run, trained_work_copy, tmp_path
-):
+def test_tools_write_only_to_the_named_outputs(resumed):
     """train (resume) and test with --show-dir change nothing under the
     current directory, data or config except the work dirs given."""
-    before = _tree(trained_run['root'])
-    work = trained_work_copy
-    out = tmp_path / 'out'
-    outside = _tree(tmp_path)
-    proc = run_tool(
-        [
-            'train.py',
-            trained_run['config'],
-            '--work-dir',
-            work,
-            '--resume',
-            '--cfg-options',
-            'train_cfg.max_epochs=3',
-        ],
-        cwd=trained_run['root'],
-    )
-    assert proc.returncode == 0, explain(proc)
-    proc = run_tool(
-        [
-            'test.py',
-            trained_run['config'],
-            work / 'epoch_3.pth',
-            '--work-dir',
-            out,
-            '--show-dir',
-            out / 'vis',
-        ],
-        cwd=trained_run['root'],
-    )
-    assert proc.returncode == 0, explain(proc)
-    after = _tree(trained_run['root'])
-    # the fixture's own work dir may only be read
-    assert after == before
-    changed = {p for p, v in _tree(tmp_path).items() if outside.get(p) != v}
+    assert resumed['test'].returncode == 0, explain(resumed['test'])
+    # the session's directory (data, config, its work dir) was only read
+    assert resumed['root_after'] == resumed['root_before']
+    before, after = resumed['base_before'], resumed['base_after']
+    changed = {p for p, v in after.items() if before.get(p) != v}
     assert changed and all(p.parts[0] in ('work', 'out') for p in changed)
