@@ -155,37 +155,33 @@ def _mmdet_train(config, work, cwd, *extra):
     )
 
 
-@pytest.mark.slow
-def test_mmdet_train_keeps_safety_hooks_and_resumes(shapes_data, tmp_path):
+def test_mmdet_train_keeps_safety_hooks_and_resumes(
+    trained_run, trained_work_copy, tmp_path
+):
     """mmdet's own tools/train.py on a config that inherits the project's
-    runtime: the safety hooks run and --resume reads our checkpoint."""
-    data = shapes_data
+    runtime: the safety hooks run and --resume reads the checkpoint our
+    tools/train.py wrote (a copy of the session's run)."""
     config = write_config(
-        tmp_path / 'tiny.py', data, max_epochs=1, inherit_hooks=True
+        tmp_path / 'tiny.py',
+        trained_run['data'],
+        max_epochs=trained_run['epochs'] + 1,
+        inherit_hooks=True,
     )
-    work = tmp_path / 'work'
-    proc = _mmdet_train(
-        config, work, tmp_path, '--cfg-options', 'custom_hooks.0.enabled=False'
-    )
-    assert proc.returncode == 0, explain(proc)
-    log = proc.stdout + proc.stderr
-    for hook in SAFETY_HOOKS:
-        assert hook in log, hook  # mmengine lists the hooks it runs
-    assert (work / 'epoch_1.pth').is_file()
-
+    work = trained_work_copy
     proc = _mmdet_train(
         config,
         work,
         tmp_path,
         '--resume',
         '--cfg-options',
-        'train_cfg.max_epochs=2',
         'custom_hooks.0.enabled=False',
     )
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
-    assert 'resumed epoch: 1' in log, explain(proc)
-    assert (work / 'epoch_2.pth').is_file()
+    for hook in SAFETY_HOOKS:
+        assert hook in log, hook  # mmengine lists the hooks it runs
+    assert f'resumed epoch: {trained_run["epochs"]}' in log, explain(proc)
+    assert (work / f'epoch_{trained_run["epochs"] + 1}.pth').is_file()
 
 
 USER_CONFIG = """
