@@ -12,8 +12,9 @@ Tiers (markers registered below, in this one place)::
   outside ``FAST_MODULES`` (the fast tier's areas) and every test that
   asks for ``trained_run`` or ``trained_work_copy``; inside those modules
   the slow tests carry ``@pytest.mark.slow``.
-- ``torch21``: the one end-to-end train / test / resume run that the
-  older stack (torch 2.1) runs besides the fast tier.
+- ``torch21``: the end-to-end train / test / resume run and the loading
+  of its checkpoint, which the older stack (torch 2.1) runs besides the
+  fast tier.
 
 Session fixtures (built once per pytest session, shared by every module;
 treat them as read-only, copy before changing anything):
@@ -29,7 +30,8 @@ treat them as read-only, copy before changing anything):
     ``ProgressGifHook`` with ``tools_testlib.GIF_*``).
 ``trained_run`` -> dict
     One training of ``tiny_config`` by ``tools/train.py`` in a subprocess:
-    ``root`` (cwd of the run), ``data`` (= shapes_data), ``config``
+    ``root`` (cwd of the run, holding the data, the config and the work
+    dir), ``data`` (= shapes_data), ``config``
     (= tiny_config), ``work`` (its work dir: ``epoch_1.pth`` ..
     ``epoch_{epochs}.pth``, ``last_checkpoint``, the logs and
     ``*/vis_data/scalars.json`` with the val metrics of every epoch,
