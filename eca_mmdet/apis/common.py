@@ -15,10 +15,10 @@ from mmengine.config import Config, ConfigDict, DictAction
 from ..engine import (
     EcaMmdetError,
     NoSpaceError,
-    no_space_left,
     cleanup_distributed,
     enable_stack_fixes,
     get_launch_rank,
+    no_space_left,
 )
 from ..engine.errors import CONFIG_BUILD_ERRORS, first_line
 
