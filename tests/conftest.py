@@ -81,6 +81,8 @@ FAST_MODULES = {
     'test_preflight.py': 'config and data checks before a run',
     'test_preflight_data.py': 'config and data checks before a run',
     'test_preflight_evaluator.py': 'config and data checks before a run',
+    'test_install_reach.py': 'installing into an existing environment',
+    'test_python_versions.py': 'the Python versions not run (vermin)',
 }
 
 
