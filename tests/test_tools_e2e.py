@@ -2,12 +2,11 @@
 
 The session's 2-epoch training (``trained_run`` in conftest.py) is shared by
 the tests: the test tool's metrics against an independent pycocotools
-evaluation, resuming, and loading our own checkpoints under
-``weights_only=True``.
+evaluation, resuming, and loading our own checkpoints with the allow-list
+of eca_mmdet.engine.safe_pickle.
 """
 
 import hashlib
-import pickle
 import re
 import shutil
 
@@ -259,31 +258,50 @@ def test_auto_resume_without_checkpoint_starts_from_scratch(
 
 
 @pytest.mark.torch21
-def test_training_checkpoint_needs_exactly_the_allow_list(trained_run):
+def test_training_checkpoint_needs_exactly_the_allow_list(
+    trained_run, monkeypatch
+):
+    import numpy as np
     from mmengine.runner.checkpoint import CheckpointLoader
+    from torch import _weights_only_unpickler
 
     import eca_mmdet.engine as engine
+    from eca_mmdet.engine import safe_pickle
 
     ckpt = trained_run['work'] / 'epoch_2.pth'
-    # the stock path (torch's weights_only default) refuses it ...
+    # torch's own weights_only=True refuses it ...
     with pytest.raises(Exception, match='HistoryBuffer'):
         torch.load(ckpt, map_location='cpu', weights_only=True)
-    # ... because of the globals we allow (the numpy dtype classes are
-    # checked by type when building, they are not pickle globals) ...
-    unsafe = set(
-        torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt))
-    )
-    names = set(engine.safe_checkpoint_global_names())
-    assert unsafe == names - {
-        'numpy.dtypes.Float64DType',
-        'numpy.dtypes.Int64DType',
+    # ... because of the globals it names beyond torch's defaults, which are
+    # exactly ours (numpy's module spelled as the running numpy pickles it)
+    torch_defaults = set(_weights_only_unpickler._get_allowed_globals())
+    extra = set(safe_pickle.checkpoint_global_names(str(ckpt)))
+    extra -= torch_defaults
+    numpy2 = int(np.__version__.split('.')[0]) >= 2
+    core = 'numpy._core.' if numpy2 else 'numpy.core.'
+    ours = {
+        name
+        for name in engine.safe_checkpoint_global_names()
+        if name.startswith(core)
+        or not name.startswith(('numpy.core.', 'numpy._core.'))
     }
-    # ... and every entry of the allow-list is needed
-    allowed = engine.safe_checkpoint_globals()
-    for i in range(len(allowed)):
-        with torch.serialization.safe_globals(allowed[:i] + allowed[i + 1 :]):
-            with pytest.raises(pickle.UnpicklingError):
-                torch.load(ckpt, map_location='cpu', weights_only=True)
+    assert extra == ours - torch_defaults
+    find_unsafe = getattr(
+        torch.serialization, 'get_unsafe_globals_in_checkpoint', None
+    )
+    if find_unsafe is not None:  # torch >= 2.6: torch's own reading
+        assert set(find_unsafe(str(ckpt))) == extra
+    # ... and every one of them is needed
+    full = safe_pickle.safe_checkpoint_globals()
+    for name in sorted(extra):
+        less = {k: v for k, v in full.items() if k != name}
+        monkeypatch.setattr(
+            safe_pickle, 'safe_checkpoint_globals', lambda less=less: less
+        )
+        with pytest.raises(engine.UnsafeCheckpointError) as info:
+            engine.safe_torch_load(ckpt, map_location='cpu')
+        assert name in info.value.globals, info.value.globals
+    monkeypatch.undo()
 
     engine.enable_stack_fixes()
     loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
