@@ -15,7 +15,7 @@ install-torch21:
 # the ECA layer and backbone, converters, safe loading, configs and one
 # end-to-end train/test/resume on the older stack
 test-torch21:
-	$(PY21) -m pytest -q tests
+	$(PY21) -m pytest -q -m "not slow or torch21" tests
 
 test:
 	$(PY) -m ruff check .
