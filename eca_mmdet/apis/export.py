@@ -11,6 +11,7 @@ ends at the RPN (FPN features and RPN maps, ``part='dense'``).
 """
 
 import argparse
+import inspect
 import os
 import os.path as osp
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -175,6 +176,15 @@ def build_export_model(
     return model.eval()
 
 
+# torch >= 2.5 has a second exporter (dynamo=...); ask for the TorchScript
+# one there, the only one torch 2.1-2.4 has
+_TORCHSCRIPT_EXPORTER = (
+    {'dynamo': False}
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters
+    else {}
+)
+
+
 def export_onnx(
     model: nn.Module,
     out: str,
@@ -218,7 +228,7 @@ def export_onnx(
                 dynamic_axes=axes,
                 opset_version=opset,
                 do_constant_folding=True,
-                dynamo=False,
+                **_TORCHSCRIPT_EXPORTER,
             )
     except Exception as e:  # unsupported ops in the model
         raise ExportError(
