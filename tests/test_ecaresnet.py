@@ -555,6 +555,7 @@ def test_traced_default_backbone_runs_on_other_shapes(kwargs):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # torch.compile: compiling takes longer than the rest
 def test_compiled_default_backbone_inference_and_training():
     """torch.compile (dynamo with AOTAutograd, one graph: no breaks) of the
     default backbone: inference equals eager; in detection training (frozen
