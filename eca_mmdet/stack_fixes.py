@@ -6,8 +6,8 @@
 Importing this module calls :func:`eca_mmdet.engine.enable_stack_fixes`:
 checkpoint loading with an exact allow-list on every torch (mmengine 0.10
 calls ``torch.load`` without ``weights_only``), ``torchvision://`` refused
-only where torchvision cannot be imported, atomic checkpoint writes. ``import eca_mmdet`` alone does none of
-this. See :mod:`eca_mmdet.engine.fixes`.
+only where torchvision cannot be imported, atomic checkpoint writes.
+``import eca_mmdet`` alone does none of this. See :mod:`eca_mmdet.engine.fixes`.
 """
 
 from .engine.fixes import enable_stack_fixes

@@ -220,7 +220,17 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec.loader.exec_module(cli)
     out = tmp_path / 'cli'
     cli.main(
-        [str(out), '--train', '4', '--val', '2', '--seed', '3', '--img-size', '96']
+        [
+            str(out),
+            '--train',
+            '4',
+            '--val',
+            '2',
+            '--seed',
+            '3',
+            '--img-size',
+            '96',
+        ]
     )
     stdout = capsys.readouterr().out
     assert 'train: 4 images' in stdout
