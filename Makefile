@@ -3,6 +3,9 @@
 # `make install-torch21 test-torch21`.
 PY ?= .venv/bin/python
 PY21 := .venv-torch21/bin/python
+# pytest-xdist processes for `make test`; each builds the session fixtures
+# (the shared training is ~10 s of CPU) on its own
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-fast quickstart install-torch21 test-torch21
 install:
@@ -20,7 +23,7 @@ test-torch21:
 test:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # after every change: the ECA layer and backbone, converters, safe loading,
 # configs, COCO checks (tests not marked slow; markers in tests/conftest.py)

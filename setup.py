@@ -67,6 +67,7 @@ setup(
         # vermin checks the Python versions that are not run
         'tests': [
             'pytest',
+            'pytest-xdist',
             'ruff==0.17.6',
             'vermin',
             'onnx',
