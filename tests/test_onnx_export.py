@@ -270,7 +270,7 @@ def test_two_stage_tensor_mode_is_blocked_by_mmdet_itself(tmp_path):
             (torch.randn(1, 3, 64, 64),),
             str(tmp_path / 'full.onnx'),
             opset_version=17,
-            dynamo=False,
+            **export_api._TORCHSCRIPT_EXPORTER,
         )
 
 
