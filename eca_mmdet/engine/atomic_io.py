@@ -51,7 +51,7 @@ _TEMP_NAME = re.compile(
 
 
 def _host() -> str:
-    """This machine's name as it appears in temp names (a shared file system
+    """The host's name as it appears in temp names (a shared file system
     may hold temp files of writers on other hosts: those are left alone)."""
     return re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
 
