@@ -317,6 +317,20 @@ def reference_stages(
     return outs
 
 
+def randomize_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every BatchNorm2d of ``model`` non-trivial running statistics
+    and affine parameters (in place, from torch's global generator), so
+    that a frozen-BN path has something to fold."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model
+
+
 def rel_err(out: Tensor, ref: Tensor) -> float:
     """max |out - ref| / max |ref|."""
     return float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-300))

@@ -3,7 +3,7 @@ the paper's form. Skipped without a CUDA device."""
 
 import pytest
 import torch
-from reference_resnet import eca_reference
+from reference_resnet import eca_reference, randomize_batch_norms
 
 from eca_mmdet.models import ECABottleneck, ECALayer, ECAResNet
 from eca_mmdet.models.eca_fast import frozen_norm3_affine, gate_in_add
@@ -22,14 +22,8 @@ def _frozen_bn_bottleneck(channels=32, planes=8):
     """An ECA bottleneck in eval mode with non-trivial BN statistics: the
     frozen-BN fold applies."""
     torch.manual_seed(0)
-    block = ECABottleneck(channels, planes)
+    block = randomize_batch_norms(ECABottleneck(channels, planes))
     with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
         block.eca.conv.weight.normal_()
     block = block.to(CUDA).eval()
     assert frozen_norm3_affine(block) is not None

@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmdet.models.backbones import ResNet, ResNeXt
 from mmdet.registry import MODELS
-from reference_resnet import eca_reference
+from reference_resnet import eca_reference, randomize_batch_norms
 
 import eca_mmdet  # noqa: F401  (registers ECAResNet / ECALayer)
 from eca_mmdet.models import (
@@ -326,14 +326,8 @@ def test_frozen_bn_fold_equals_paper_form_in_a_bottleneck(channels_last):
     ECA and the add (outputs and gradients of the input, conv3, norm3 and
     the ECA weight)."""
     torch.manual_seed(3)
-    block = ECABottleneck(32, 8).double()
+    block = randomize_batch_norms(ECABottleneck(32, 8).double())
     with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
         block.eca.conv.weight.normal_()
     block.eval()
     assert frozen_norm3_affine(block) is not None
@@ -520,14 +514,7 @@ def _random_stats_backbone(fused=True, **kwargs):
     """An ECAResNet with non-trivial BatchNorm statistics and affines."""
     torch.manual_seed(0)
     model = ECAResNet(eca_fused=fused, zero_init_residual=False, **kwargs)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomize_batch_norms(model).eval()
 
 
 @pytest.mark.parametrize(
