@@ -9,6 +9,7 @@ from glob import glob
 import pytest
 import torch
 from mmengine.config import Config
+from reference_resnet import randomize_batch_norms
 
 import eca_mmdet  # noqa: F401
 from eca_mmdet.apis import export as export_api
@@ -44,14 +45,7 @@ def _backbone(fused=True, **kwargs):
         **kwargs,
     )
     model = ECAResNet(eca_fused=fused, **kwargs)
-    with torch.no_grad():  # non-trivial BatchNorm statistics and affines
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomize_batch_norms(model).eval()
 
 
 def _rel(a, b):
