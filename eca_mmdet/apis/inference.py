@@ -6,6 +6,11 @@
     model = load_detector('configs/shapes/mask_rcnn_ecaresnet18_shapes.py',
                           'work_dirs/shapes_quickstart/epoch_12.pth')
     results = predict(model, ['a.png', 'b.png'])  # DetDataSample per image
+    sample = predict(model, mmcv.imread('c.png'))  # a BGR array, like mmdet
+
+:func:`predict` takes what mmdet's :func:`~mmdet.apis.inference_detector`
+takes (paths, BGR arrays, one or a list) and also mixed lists, leaves
+``model.cfg`` as it is, and names a missing image file.
 
 :func:`load_detector` is mmdet's :func:`~mmdet.apis.init_detector` plus what
 it lacks: weights-only loading (our allow-list, whether or not the stack
@@ -16,18 +21,33 @@ random) and one-line errors. The demo, ``tools/visualize.py``,
 ``tools/model_stats.py`` all load models through it.
 """
 
+import copy
+import os
+import os.path as osp
 import warnings
+from itertools import groupby
+from types import SimpleNamespace
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmcv.transforms import Compose
 from mmdet.apis import inference_detector, init_detector
+from mmdet.structures import DetDataSample
+from mmdet.utils import get_test_pipeline_cfg
 from mmengine.config import Config
 
+from ..datasets.transforms import ImageReadError, guard_image_loading
 from ..engine.checkpoint import load_fitting_checkpoint
+from ..engine.errors import EcaMmdetError
 from .common import load_config
 
-__all__ = ['load_detector', 'load_weights', 'predict']
+__all__ = [
+    'PredictInputError',
+    'load_detector',
+    'load_weights',
+    'predict',
+]
 
 
 def load_weights(model: torch.nn.Module, checkpoint: str) -> dict:
@@ -100,20 +120,113 @@ def load_detector(
     return model.to(device).eval()
 
 
+class PredictInputError(EcaMmdetError):
+    """An input of :func:`predict` that is neither an image path nor an
+    image array it can run (wrong type, or an array of another shape)."""
+
+
+# One input of predict: a path (str or os.PathLike) or a BGR array.
+ImageInput = Union[str, 'os.PathLike[str]', np.ndarray]
+
+
 def predict(
-    model: torch.nn.Module, images: Sequence[Union[str, np.ndarray]]
-) -> List:
-    """Run ``model`` (from :func:`load_detector`) on image paths or RGB
-    arrays; one ``DetDataSample`` per image, in the image's own frame."""
-    arrays = [
-        img[..., ::-1].copy() if isinstance(img, np.ndarray) else img
-        for img in images
-    ]  # mmdet's ndarray loader expects BGR
+    model: torch.nn.Module,
+    images: Union[ImageInput, Sequence[ImageInput]],
+) -> Union[DetDataSample, List[DetDataSample]]:
+    """Run ``model`` (from :func:`load_detector`) on ``images``; what
+    mmdet's :func:`~mmdet.apis.inference_detector` takes, without its
+    traps.
+
+    Args:
+        model: The detector, with ``model.cfg`` (its test pipeline is
+            used; ``model.cfg`` is never changed).
+        images: One image or a list/tuple of them, each an image file path
+            (``str`` or ``pathlib.Path``) or an image array in **BGR**
+            channel order, as ``mmcv.imread`` and ``cv2.imread`` return it
+            (and as ``inference_detector`` expects), shape ``(H, W, 3)``.
+            A gray array, ``(H, W)`` or ``(H, W, 1)``, is taken as the
+            3-channel image with equal channels, as ``mmcv.imread`` reads
+            a gray file. Paths and arrays may be mixed in one list.
+
+    Returns:
+        One ``DetDataSample`` (predictions in the image's own frame) for a
+        single image, a list of them, in input order, for a list.
+
+    Raises:
+        ImageReadError: a path that is not a file (checked for every path
+            before any image is run) or not a decodable image; the message
+            names the path.
+        PredictInputError: an input of another type, or an array of
+            another shape (e.g. 4 channels: drop the alpha channel and give
+            BGR), naming the input's position and shape.
+    """
+    single = isinstance(images, (str, os.PathLike, np.ndarray))
+    items = [images] if single else list(images)
+    inputs = [_checked_input(img, i) for i, img in enumerate(items)]
+    pipelines = {}  # built from a deep copy of model.cfg: it stays as is
+    results: List[DetDataSample] = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            results = inference_detector(model, list(arrays))
+            # inference_detector takes one kind (paths or arrays) per call
+            for is_array, run in groupby(inputs, key=_is_array):
+                if is_array not in pipelines:
+                    pipelines[is_array] = _test_pipeline(model, is_array)
+                results.extend(
+                    inference_detector(
+                        model, list(run), test_pipeline=pipelines[is_array]
+                    )
+                )
     finally:
         model.train(was_training)
-    return results
+    return results[0] if single else results
+
+
+def _is_array(item: Union[str, np.ndarray]) -> bool:
+    return isinstance(item, np.ndarray)
+
+
+def _checked_input(item: ImageInput, index: int) -> Union[str, np.ndarray]:
+    """``item`` as inference_detector takes it (a str path or a 3-channel
+    array), or the error naming it."""
+    if isinstance(item, np.ndarray):
+        if item.ndim == 3 and item.shape[-1] == 1:
+            item = item[..., 0]
+        if item.ndim == 2:  # gray, as mmcv.imread(flag='color') reads it
+            item = np.repeat(item[..., None], 3, axis=-1)
+        if item.ndim != 3 or item.shape[-1] != 3 or item.size == 0:
+            raise PredictInputError(
+                f'predict: image {index} is an array of shape '
+                f'{tuple(item.shape)}; expected a BGR image (H, W, 3) as '
+                'mmcv.imread or cv2.imread returns it (or a gray (H, W))'
+            )
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        if not isinstance(path, str) or not osp.isfile(path):
+            reason = 'not a file' if osp.exists(path) else 'file not found'
+            raise ImageReadError(f'cannot read image {path}: {reason}')
+        return path
+    raise PredictInputError(
+        f'predict: image {index} is a {type(item).__name__}; expected an '
+        'image path or a BGR numpy array'
+    )
+
+
+def _test_pipeline(model: torch.nn.Module, arrays: bool) -> Compose:
+    """The test pipeline of ``model.cfg`` (a deep copy: mmdet 3.3.0's
+    ``inference_detector`` changes the loader of ``model.cfg`` itself when
+    it builds the pipeline for arrays, after which paths fail with
+    ``KeyError: 'img'``) with the loader for ``arrays`` or for paths."""
+    steps = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
+    loader = steps[0]['type']
+    if arrays:
+        steps[0]['type'] = 'mmdet.LoadImageFromNDArray'
+    elif isinstance(loader, str) and loader.endswith('LoadImageFromNDArray'):
+        # a cfg changed by inference_detector: its file loader's settings
+        steps[0]['type'] = 'LoadImageFromFile'
+    pipeline = Compose(steps)
+    if not arrays:  # a missing or corrupt file: ImageReadError naming it
+        guard_image_loading(SimpleNamespace(pipeline=pipeline), False)
+    return pipeline
