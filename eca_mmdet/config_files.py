@@ -18,6 +18,12 @@ from typing import List
 __all__ = ['config_path', 'config_dirs']
 
 _PACKAGE = osp.dirname(osp.abspath(__file__))
+# configs that moved: old name -> new name
+MOVED = {
+    'finetune/mask_rcnn_ecanet50_custom.py': (
+        'custom/mask_rcnn_ecanet50_finetune.py'
+    ),
+}
 
 
 def config_dirs() -> List[str]:
@@ -45,6 +51,12 @@ def config_path(name: str) -> str:
         inside = osp.realpath(path).startswith(osp.realpath(folder) + osp.sep)
         if inside and osp.isfile(path):
             return path
+    moved = MOVED.get(osp.normpath(name).replace(osp.sep, '/'))
+    if moved:
+        raise FileNotFoundError(
+            f'eca_mmdet config {name!r} is now {moved!r}: '
+            f'config_path({moved!r})'
+        )
     raise FileNotFoundError(
         f'eca_mmdet has no config {name!r} (looked in '
         f'{", ".join(config_dirs()) or "no config folder"}); the project '

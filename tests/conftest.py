@@ -40,6 +40,14 @@ treat them as read-only, copy before changing anything):
     order), ``epochs`` (= TRAINED_EPOCHS), ``train`` (the
     CompletedProcess, its stdout/stderr).
 
+``own_data`` -> Path
+    A data set unlike the shapes set, as a user brings their own
+    (``own_dataset.make_own_dataset``: rings and crosses, 64 train / 16 val
+    images of odd sizes, category ids 42 and 11, polygons, RLE, a crowd
+    region, empty images) in the recipes' default layout
+    (``annotations/{train,val}.json``, ``train/``, ``val/``) under
+    ``own_data``; its classes are ``own_dataset.CLASSES``.
+
 Function fixtures (a private copy under the test's ``tmp_path``):
 
 ``shapes_copy`` -> Path
@@ -57,6 +65,7 @@ Helpers stay plain functions in ``tools_testlib``: ``run_tool`` (a tool in
 import shutil
 
 import pytest
+from own_dataset import make_own_dataset
 from tools_testlib import (
     GIF_IMAGES,
     GIF_SCORE_THR,
@@ -83,6 +92,7 @@ FAST_MODULES = {
     'test_preflight_evaluator.py': 'config and data checks before a run',
     'test_install_reach.py': 'installing into an existing environment',
     'test_python_versions.py': 'the Python versions not run (vermin)',
+    'test_custom_recipes.py': 'the recipes for your own data, their checks',
 }
 
 
@@ -150,6 +160,13 @@ def trained_run(shapes_data, tiny_config):
         epochs=TRAINED_EPOCHS,
         train=proc,
     )
+
+
+@pytest.fixture(scope='session')
+def own_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('own') / 'data'
+    make_own_dataset(root)
+    return root
 
 
 @pytest.fixture

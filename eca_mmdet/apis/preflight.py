@@ -25,6 +25,7 @@ decoded training image with its annotated size and skips it
 the check takes 0.8 s for Mask R-CNN ECA-ResNet-50.
 """
 
+import os
 import os.path as osp
 from typing import (
     Any,
@@ -47,6 +48,7 @@ from ..engine.checkpoint import (
 )
 from ..engine.errors import CONFIG_BUILD_ERRORS, EcaMmdetError
 from ..models import ECAResNet
+from .recipe_check import config_variable_warnings, learning_warnings
 
 __all__ = [
     'PreflightError',
@@ -709,6 +711,63 @@ def preflight_check(
     else:
         raise ValueError(f'mode must be "train" or "test", not {mode!r}')
 
+    all_datasets = {
+        key: list(iter_datasets(cfg[key].get('dataset'), f'{key}.dataset'))
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        if isinstance(cfg.get(key, None), dict)
+    }
+    stale = config_variable_warnings(cfg, all_datasets)
+    warnings.extend(stale)
+    try:
+        return _preflight(
+            cfg,
+            mode,
+            checkpoint,
+            warnings,
+            read_annotations,
+            loaders,
+            evaluators,
+        )
+    except EcaMmdetError as error:
+        if stale:  # the likely cause of a missing file or unknown class
+            error.args = (f'{error.args[0]} (note: {stale[0]})',) + error.args[
+                1:
+            ]
+        raise
+
+
+def _epoch_images(ds_cfg: Any, key: str, reports: Dict[str, Any]):
+    """Images in one epoch of the dataset config at ``key`` from the
+    annotation reports, None where unknown (e.g. a class-balanced
+    wrapper)."""
+    if not isinstance(ds_cfg, dict):
+        return None
+    inner = ds_cfg.get('dataset', None)
+    if isinstance(inner, dict):
+        times = ds_cfg.get('times', None)
+        if times is None:
+            return None
+        count = _epoch_images(inner, f'{key}.dataset', reports)
+        return None if count is None else count * int(times)
+    if isinstance(ds_cfg.get('datasets', None), (list, tuple)):
+        counts = [
+            _epoch_images(sub, f'{key}.datasets.{i}', reports)
+            for i, sub in enumerate(ds_cfg['datasets'])
+        ]
+        return None if None in counts else sum(counts)
+    report = reports.get(key, None)
+    return None if report is None else report.kept_images
+
+
+def _preflight(
+    cfg: Config,
+    mode: str,
+    checkpoint: Optional[str],
+    warnings: List[str],
+    read_annotations: bool,
+    loaders: List[str],
+    evaluators: List[str],
+) -> List[str]:
     checked = []
     loader_datasets = {}
     reports: Dict[str, Any] = {}
@@ -744,10 +803,30 @@ def preflight_check(
 
     model = _check_model(cfg)
     if mode == 'train':
+        load_from = cfg.get('load_from', None)
+        model_cfg = cfg.get('model', None) or {}
+        pretrained = bool(
+            load_from
+            or cfg.get('resume', False)
+            or list(iter_pretrained(model_cfg.get('backbone', None), 'b'))
+            or (model_cfg.get('init_cfg', None) or {}).get('type')
+            == 'Pretrained'
+        )
+        warnings.extend(
+            learning_warnings(
+                cfg,
+                _epoch_images(
+                    (cfg.get('train_dataloader', None) or {}).get('dataset'),
+                    'train_dataloader.dataset',
+                    reports,
+                ),
+                pretrained,
+                int(os.environ.get('WORLD_SIZE', 1)),
+            )
+        )
         _check_pretrained(cfg)
         if model is not None:
             check_pretrained_fits(model)
-        load_from = cfg.get('load_from', None)
         if cfg.get('resume', False) and load_from:
             _check_checkpoint(
                 load_from,

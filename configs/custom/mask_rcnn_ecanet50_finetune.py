@@ -1,10 +1,20 @@
 # Fine-tune an ECA-Net50 Mask R-CNN on your own COCO-format data set, with
-# your own classes. Edit the four EDIT lines below, then:
-#   python tools/train.py configs/finetune/mask_rcnn_ecanet50_custom.py --check
-#   python tools/train.py configs/finetune/mask_rcnn_ecanet50_custom.py
+# your own classes, starting from trained weights (a COCO-trained detector or
+# the ImageNet backbone). Without any weights take
+# configs/custom/mask_rcnn_ecaresnet18_scratch.py instead: frozen stage 1 and
+# frozen BatchNorm cannot learn from random weights. Which recipe to take:
+# configs/README.md ("Train on your own data"). A GPU job: on CPU a step of
+# this model at 1333x800 takes tens of seconds.
+# Copy this file (it works from any folder), edit the EDIT lines, then:
+#   python tools/train.py my_finetune.py --check
+#   python tools/train.py my_finetune.py
 # The best epoch by validation box mAP is kept as
-# WORK_DIR/best_coco_bbox_mAP_epoch_N.pth. See configs/README.md.
-_base_ = '../mask_rcnn_ecanet50_1x.py'
+# WORK_DIR/best_coco_bbox_mAP_epoch_N.pth. Edit the copy rather than
+# inheriting it: mmengine reads this file before yours, so a child config's
+# data_root, classes or img_scale would not reach the dataloaders, heads and
+# pipelines built from them below (tools/train.py --check warns when they
+# differ).
+_base_ = __import__('eca_mmdet').config_path('mask_rcnn_ecanet50_1x.py')
 
 # EDIT: the data set, relative to where you run the tools. Expected layout:
 # annotations/train.json, annotations/val.json, train/, val/ (images).
@@ -16,6 +26,9 @@ val_ann, val_img = 'annotations/val.json', 'val/'
 # refused, as mmdet numbers labels in the files' order). Label i is
 # classes[i].
 classes = ('scratch', 'dent', 'rust')
+# EDIT: the input size: images are resized to fit in (width, height),
+# keeping their aspect ratio (mmdet's COCO size; smaller is faster).
+img_scale = (1333, 800)
 # EDIT: a COCO-trained ECA-Net50 Mask R-CNN (e.g. from tools/train.py
 # configs/mask_rcnn_ecanet50_1x.py). Its class layers do not fit and start
 # new (mmengine logs their size mismatch). Set None (here, in the file) to
@@ -42,12 +55,35 @@ model = dict(
     ),
 )
 
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=(
+            'img_id',
+            'img_path',
+            'ori_shape',
+            'img_shape',
+            'scale_factor',
+        ),
+    ),
+]
 train_dataloader = dict(
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file=train_ann,
         data_prefix=dict(img=train_img),
+        pipeline=train_pipeline,
     )
 )
 val_dataloader = dict(
@@ -56,6 +92,7 @@ val_dataloader = dict(
         metainfo=metainfo,
         ann_file=val_ann,
         data_prefix=dict(img=val_img),
+        pipeline=test_pipeline,
     )
 )
 test_dataloader = val_dataloader  # EDIT for a separate test set
@@ -64,8 +101,9 @@ val_evaluator = dict(ann_file=data_root + val_ann)
 test_evaluator = val_evaluator
 
 # 12 epochs at half the COCO rate (SGD 0.01 for 16 images per step,
-# rescaled to your batch by auto_scale_lr), 100-step warmup, validation and
-# a checkpoint every epoch; the best by box mAP is kept apart.
+# rescaled to your batch by auto_scale_lr), 100-step warmup (--check warns
+# when the run is shorter), validation and a checkpoint every epoch; the
+# best by box mAP is kept apart.
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 optim_wrapper = dict(optimizer=dict(lr=0.01))
