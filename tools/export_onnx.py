@@ -1,6 +1,9 @@
 #!/usr/bin/env python
-"""Export a detector in mmdet's tensor mode (or its backbone) to ONNX and
-check it in onnxruntime against PyTorch (see eca_mmdet/apis/export.py).
+"""Export a detector to ONNX (single-stage: the head outputs of mmdet's
+tensor mode; two-stage: the FPN features and RPN maps; or the backbone),
+write the preprocessing it expects next to it (model.onnx ->
+model.preprocess.json) and check it in onnxruntime against PyTorch (see
+docs/onnx_export.md and eca_mmdet/apis/export.py).
 
     python tools/export_onnx.py configs/retinanet_ecanet50_1x.py CKPT --out retinanet.onnx
     python tools/export_onnx.py CONFIG --out m.onnx --shape 800 1344   # random weights
