@@ -11,11 +11,17 @@ and the entry points behind ``tools/train.py`` and ``tools/test.py``. Each
 :class:`eca_mmdet.engine.EcaMmdetError`).
 """
 
-from .inference import load_detector, load_weights, predict
+from .inference import (
+    PredictInputError,
+    load_detector,
+    load_weights,
+    predict,
+)
 from .test import main as test_main
 from .train import main as train_main
 
 __all__ = [
+    'PredictInputError',
     'load_detector',
     'load_weights',
     'predict',
