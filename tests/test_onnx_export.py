@@ -2,6 +2,7 @@
 config, checked in onnxruntime against PyTorch and the paper's form on other
 input sizes; tools/export_onnx.py. Skipped without onnx/onnxruntime."""
 
+import os
 import os.path as osp
 import sys
 from glob import glob
@@ -291,7 +292,15 @@ def test_cli_exports_and_prints_shapes_and_check(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert out.is_file()
-    assert 'input  inputs (1, 3, 64, 96)' in printed
+    sidecar = tmp_path / 'sub' / 'shapes.preprocess.json'
+    assert sidecar.is_file()
+    assert (
+        'input  inputs (1, 3, 64, 96): float32 NCHW RGB, batch, height and '
+        f'width dynamic; preprocessing in {sidecar}: resize to fit 128x128 '
+        'keeping the aspect ratio (bilinear), BGR -> RGB, mean [123.675, '
+        '116.28, 103.53], std [58.395, 57.12, 57.375], pad to a multiple '
+        'of 32 with 0 (normalised units)'
+    ) in printed
     assert 'output feat0 (1, 64, 16, 24)' in printed
     assert 'output rpn_cls_score4 (1, 3, 1, 2)' in printed
     assert (
@@ -350,7 +359,7 @@ def _error_line(capsys):
 def test_cli_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert export_api.main(args + ['--out', str(tmp_path / 'x.onnx')]) == 1
     assert _error_line(capsys) == message
-    assert not (tmp_path / 'x.onnx').exists()
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_cli_checkpoint_of_another_model_is_refused(tmp_path, capsys):

@@ -511,9 +511,14 @@ def describe_preprocessing(cfg) -> dict:
             value=value,
             rule='append rows at the bottom and columns at the right up to '
             'ceil(h / size_divisor) * size_divisor rows and ceil(w / '
-            'size_divisor) * size_divisor columns, filled with value; this '
-            'comes after normalize, so value is in normalised units, not '
-            'pixels (images batched together: each padded to the largest '
+            'size_divisor) * size_divisor columns, filled with value'
+            + (
+                '; this comes after normalize, so value is in normalised '
+                'units, not pixels'
+                if pre.get('mean') is not None
+                else ''
+            )
+            + ' (images batched together: each padded to the largest '
             'height and width of the batch, rounded up the same way)',
         )
     )
@@ -683,9 +688,12 @@ def _summary(record: dict) -> str:
         elif op == 'normalize':
             parts.append(f'mean {step["mean"]}, std {step["std"]}')
         elif op == 'pad':
+            units = (
+                ' (normalised units)' if 'normalize' in step['rule'] else ''
+            )
             parts.append(
                 f'pad to a multiple of {step["size_divisor"]} with '
-                f'{step["value"]:g} (normalised units)'
+                f'{step["value"]:g}{units}'
             )
     return ', '.join(parts)
 
