@@ -414,3 +414,232 @@ def test_gate_stats_hook_logs_curves(trained_run, tmp_path):
     )
     assert proc.returncode == 0, explain(proc)
     assert 'eca/stage4_std' in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# Gates without information, the colour bar, the images of --ann
+# --------------------------------------------------------------------------
+def _gate_set(gates, n_classes=3, seed=0):
+    from eca_mmdet.visualization.attention import GateSet
+
+    n = next(iter(gates.values())).shape[0]
+    rng = np.random.default_rng(seed)
+    classes = rng.random((n, n_classes)) < 0.5
+    classes[np.arange(n), np.arange(n) % n_classes] = True
+    return GateSet(
+        list(gates),
+        {b: g.astype(np.float32) for b, g in gates.items()},
+        np.arange(n),
+        [f'{i}.png' for i in range(n)],
+        [f'class{k}' for k in range(n_classes)],
+        classes,
+    )
+
+
+def test_no_information_criterion():
+    from eca_mmdet.visualization.attention import no_information
+
+    rng = np.random.default_rng(0)
+    blocks = ('layer1.0', 'layer2.0')
+    half = _gate_set({b: np.full((6, 8), 0.5) for b in blocks})
+    assert no_information(half).startswith('every gate is within 0.001 of 0.5')
+    # far from 0.5 but the same on every image (0.0004 apart at most)
+    fixed = _gate_set({b: 0.7 + 0.0004 * rng.random((6, 8)) for b in blocks})
+    assert no_information(fixed).startswith(
+        'no gate varies by 0.001 across the 6 images'
+    )
+    # one channel of one block moving by 0.002 with the image is enough
+    moving = {b: np.full((6, 8), 0.7) for b in blocks}
+    moving['layer2.0'][3, 5] += 0.002
+    assert no_information(_gate_set(moving)) is None
+    one_image = _gate_set({b: np.full((1, 8), 0.7) for b in blocks})
+    assert no_information(one_image) is None  # nothing to compare
+
+
+def test_figures_have_no_offset_or_exponent_text(monkeypatch):
+    """Offsets of 1e-7 (gates 1e-6 around 0.5): matplotlib's default
+    formatter writes an exponent ("1e-7") over the colour bar's top and an
+    offset ("+5e-1") at the axes' ends; the figures carry none, and the
+    colour bar's tick labels stay clear of the map."""
+    import eca_mmdet.visualization.attention as attention
+
+    rng = np.random.default_rng(0)
+    gate_set = _gate_set(
+        {
+            b: 0.5 + 1e-6 * rng.standard_normal((6, 8))
+            for b in ('layer1.0', 'layer1.1', 'layer2.0', 'layer3.0')
+        }
+    )
+    figures = []
+    monkeypatch.setattr(
+        attention, '_save', lambda fig, out: figures.append(fig) or out
+    )
+    attention.plot_offset_heatmap(gate_set, 'unused.png')
+    attention.plot_class_lines(gate_set, 'unused.png')
+    attention.plot_stage_histograms(gate_set, 'unused.png')
+    assert len(figures) == 3
+    for fig in figures:
+        renderer = fig.canvas.get_renderer()
+        fig.canvas.draw()
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                assert axis.get_offset_text().get_text() == '', ax
+    heatmap = figures[0]
+    the_map, cbar = heatmap.axes
+    assert '(x 1e-7)' in cbar.get_ylabel()
+    low, high = cbar.get_ylim()
+    labels = [
+        t
+        for t in cbar.get_yticklabels()
+        if t.get_text() and low <= t.get_position()[1] <= high
+    ]
+    assert len(labels) >= 2
+    map_box = the_map.get_window_extent(renderer)
+    for label in labels:
+        box = label.get_window_extent(heatmap.canvas.get_renderer())
+        assert not box.overlaps(map_box), label.get_text()
+    # each label times the unit in the colour bar's label is its value
+    for label in labels:
+        assert float(label.get_text()) * 1e-7 == pytest.approx(
+            label.get_position()[1], rel=1e-6
+        )
+
+
+def _stats(out):
+    return json.loads((out / 'stage_stats.json').read_text())
+
+
+def test_tool_says_when_gates_carry_no_information(tiny_detector, capsys):
+    """Zero ECA weights: every gate is sigmoid(0) = 0.5 whatever the image.
+    The tool writes the figures and says, in one line, in
+    stage_stats.json and in the titles, that they carry nothing."""
+    from eca_mmdet.apis import load_detector
+
+    d = tiny_detector
+    model = load_detector(str(d['config']), str(d['ckpt']))
+    for m in model.backbone.modules():
+        if isinstance(m, ECALayer):
+            m.conv.weight.data.zero_()
+    ckpt = d['root'] / 'zero_eca.pth'
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=model.dataset_meta),
+        ),
+        ckpt,
+    )
+    ann = d['data'] / 'annotations' / 'instances_val.json'
+    out = d['root'] / 'zero'
+    code, cap = _cli(
+        [d['config'], ckpt, '--ann', ann, '--out-dir', out], capsys
+    )
+    assert code == 0, cap.err
+    gates = np.load(out / 'gates.npz')
+    assert all((gates[b] == 0.5).all() for b in gates['blocks'])
+    lines = [
+        line
+        for line in (cap.out + cap.err).splitlines()
+        if 'carry no information' in line
+    ]
+    assert len(lines) == 1, cap
+    assert lines[0].startswith(
+        'warning: the gates carry no information: every gate is within '
+        '0.001 of 0.5'
+    )
+    assert _stats(out)['no_information'].startswith('every gate is within')
+    for png in ('class_mean_gates', 'class_offsets', 'stage_histograms'):
+        assert (out / f'{png}.png').stat().st_size > 1000
+
+
+def test_tool_on_trained_model_has_no_such_line(trained_run, capsys):
+    out = trained_run['root'] / 'attention_trained'
+    code, cap = _cli(
+        [
+            trained_run['config'],
+            trained_run['checkpoints'][-1],
+            '--ann',
+            trained_run['data'] / 'annotations' / 'instances_val.json',
+            '--out-dir',
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, cap.err
+    assert 'no information' not in cap.out + cap.err
+    assert _stats(out)['no_information'] is None
+    # its gates do move with the image (the criterion is not vacuous)
+    gates = np.load(out / 'gates.npz')
+    assert max(np.ptp(gates[b], axis=0).max() for b in gates['blocks']) > 1e-3
+
+
+def test_ann_images_come_from_the_config_dataloader(tiny_detector, capsys):
+    """The fine-tune config's layout (annotations/val.json, val/): the
+    images of --ann are where the config's val dataloader reads them, not
+    next to the annotation file; --img-dir overrides; a missing folder is
+    one line naming it."""
+    import shutil
+
+    d = tiny_detector
+    root = d['root'] / 'my_dataset'
+    (root / 'annotations').mkdir(parents=True)
+    shutil.copy(
+        d['data'] / 'annotations' / 'instances_val.json',
+        root / 'annotations' / 'val.json',
+    )
+    shutil.copytree(d['data'] / 'val', root / 'val')
+
+    def config(name, img):
+        path = d['root'] / name
+        path.write_text(
+            f'_base_ = {str(d["config"])!r}\n'
+            'val_dataloader = dict(dataset=dict('
+            f'data_root={str(root) + "/"!r}, '
+            "ann_file='annotations/val.json', "
+            f'data_prefix=dict(img={img!r})))\n'
+        )
+        return path
+
+    ann = root / 'annotations' / 'val.json'
+    out = d['root'] / 'finetune_layout'
+    code, cap = _cli(
+        [config('ft.py', 'val/'), d['ckpt'], '--ann', ann, '--out-dir', out],
+        capsys,
+    )
+    assert code == 0, cap.err
+    files = list(np.load(out / 'gates.npz')['image_files'])
+    assert len(files) == 4
+    assert all(f.startswith(str(root / 'val') + '/') for f in files), files
+    # the folder the config names does not exist
+    code, cap = _cli(
+        [
+            config('ft_bad.py', 'images/'),
+            d['ckpt'],
+            '--ann',
+            ann,
+            '--out-dir',
+            out,
+        ],
+        capsys,
+    )
+    assert code == 1
+    [line] = cap.err.strip().splitlines()
+    assert line.startswith(f'error: image folder of {ann} not found: ')
+    assert str(root / 'images') in line
+    assert "the config's val_dataloader" in line and '--img-dir' in line
+    # --img-dir wins over the config
+    code, cap = _cli(
+        [
+            config('ft_bad.py', 'images/'),
+            d['ckpt'],
+            '--ann',
+            ann,
+            '--img-dir',
+            d['data'] / 'val',
+            '--out-dir',
+            out,
+        ],
+        capsys,
+    )
+    assert code == 0, cap.err
+    files = list(np.load(out / 'gates.npz')['image_files'])
+    assert all(f.startswith(str(d['data'] / 'val')) for f in files), files

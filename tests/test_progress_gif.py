@@ -1,6 +1,7 @@
 """ProgressGifHook (during training, after an interruption, disabled) and
 tools/progress_gif.py (one frame per epoch checkpoint, frames differ)."""
 
+import copy
 import json
 import os
 import re
@@ -259,3 +260,185 @@ def test_progress_gif_tool_errors(tmp_path, shapes_data, tiny_config):
         == f'error: no epoch_*.pth in {tmp_path}'
     )
     assert not os.path.exists(tmp_path / 'x.gif')
+
+
+# ----------------------------------------------------------------------------
+# The cap on the drawn instances
+# ----------------------------------------------------------------------------
+def _sample_with(n, scores, size=64):
+    """A DetDataSample with ``n`` predicted instances (boxes, masks) of the
+    given scores on a ``size`` x ``size`` image."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, size / 2, (n, 2))
+    wh = rng.uniform(4, size / 2, (n, 2))
+    masks = np.zeros((n, size, size), bool)
+    for i, (x, y) in enumerate(xy.astype(int)):
+        masks[i, y : y + 4, x : x + 4] = True
+    sample = DetDataSample(
+        metainfo=dict(ori_shape=(size, size), img_shape=(size, size))
+    )
+    sample.pred_instances = InstanceData(
+        bboxes=torch.as_tensor(np.hstack([xy, xy + wh]), dtype=torch.float32),
+        labels=torch.as_tensor(rng.integers(0, 4, n)),
+        scores=torch.as_tensor(np.asarray(scores, np.float32)),
+        masks=torch.from_numpy(masks),
+    )
+    return sample
+
+
+def _counting_visualizer(monkeypatch):
+    """A visualizer recording the scores of what it draws, and a list of
+    how many predictions each ``resize_sample`` call (the per-instance
+    work before drawing: copying and resizing masks) receives."""
+    import eca_mmdet.visualization.progress as progress
+    from eca_mmdet.visualization import StableColorDetVisualizer
+
+    vis = StableColorDetVisualizer(name='test_progress_cap').set_meta(
+        dict(classes=lib.CLASSES)
+    )
+    drawn, resized = [], []
+    draw = vis.draw_instances
+
+    def counting_draw(image, instances):
+        drawn.append(sorted(instances.scores.tolist(), reverse=True))
+        return draw(image, instances)
+
+    resize = progress.resize_sample
+
+    def counting_resize(image, sample, size):
+        resized.append(len(sample.pred_instances))
+        return resize(image, sample, size)
+
+    monkeypatch.setattr(vis, 'draw_instances', counting_draw)
+    monkeypatch.setattr(progress, 'resize_sample', counting_resize)
+    return vis, drawn, resized
+
+
+def test_frame_draws_the_top_max_instances_only(monkeypatch):
+    from eca_mmdet.visualization import compose_frame
+
+    vis, drawn, resized = _counting_visualizer(monkeypatch)
+    image = np.full((64, 64, 3), 128, np.uint8)
+    scores = np.linspace(0.01, 0.99, 100)[
+        np.random.default_rng(1).permutation(100)
+    ]
+    for n_undrawn in (0, 90):  # 10 or 100 instances, 7 drawn either way
+        kept = np.sort(scores)[::-1][: 10 + n_undrawn]
+        sample = _sample_with(len(kept), kept)
+        compose_frame(
+            vis,
+            [image],
+            [sample],
+            'epoch 1',
+            size=64,
+            score_thr=0.3,
+            max_instances=7,
+        )
+    expect = [round(s, 5) for s in np.sort(scores)[::-1][:7]]
+    assert [[round(s, 5) for s in d] for d in drawn] == [expect, expect]
+    # the undrawn 90 are neither copied nor resized
+    assert resized == [7, 7]
+    # max_instances=None: everything above score_thr (as before the cap)
+    drawn.clear()
+    compose_frame(
+        vis,
+        [image],
+        [_sample_with(100, scores)],
+        'e',
+        size=64,
+        score_thr=0.3,
+        max_instances=None,
+    )
+    assert len(drawn[0]) == int((scores > 0.3).sum())
+
+
+def test_frame_says_when_nothing_or_not_all_is_shown(monkeypatch):
+    from eca_mmdet.visualization import compose_frame
+    from eca_mmdet.visualization.progress import frame_note
+
+    assert frame_note(0, 0, 0.3) == 'nothing > 0.30'
+    assert frame_note(57, 10, 0.3) == 'top 10 (more > 0.30)'
+    assert frame_note(4, 4, 0.3) is None and frame_note(None, 0, 0.3) is None
+    vis, drawn, _ = _counting_visualizer(monkeypatch)
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    frames = [
+        np.asarray(
+            compose_frame(
+                vis,
+                [grey],
+                [_sample_with(5, [s] * 5)],
+                'epoch 1',
+                size=64,
+                score_thr=0.3,
+                max_instances=10,
+            )
+        )
+        for s in (0.1, 0.2)  # an untrained model: nothing above 0.3
+    ]
+    assert drawn == [[], []]
+    body = frames[0][CAPTION_HEIGHT:]
+    # the image is still there, with the epoch caption above it ...
+    assert (body == 128).all(-1).mean() > 0.5
+    np.testing.assert_array_equal(frames[0], frames[1])
+    # ... and a note (white on black) in the cell's bottom rows
+    rows = np.nonzero((body == 0).all(-1).any(1))[0]
+    assert rows.size and rows.min() > body.shape[0] // 2
+    assert (body[rows] > 200).all(-1).any()
+
+
+def test_hook_heads_run_on_the_drawn_instances_only(tiny_config, tmp_path):
+    """A random tiny detector (rcnn score_thr 0, max_per_img 20): while
+    the hook predicts, the mask head sees max_instances + 1 boxes per
+    image, not 20, and the frame draws max_instances per image."""
+    import torch
+    from mmdet.registry import DATASETS
+    from mmengine.logging import MMLogger
+
+    from eca_mmdet.apis import load_detector
+
+    torch.manual_seed(0)
+    model = load_detector(str(tiny_config))
+    cfg = lib.run_config(tiny_config, tmp_path / 'unused')
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    rois = []
+    mask_forward = model.roi_head.mask_head.forward
+
+    def counting(x):
+        rois.append(len(x))
+        return mask_forward(x)
+
+    model.roi_head.mask_head.forward = counting
+    runner = SimpleNamespace(
+        val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset)),
+        model=model,
+        epoch=1,
+        work_dir=str(tmp_path),
+        visualizer=SimpleNamespace(add_image=lambda *a, **k: None),
+        logger=MMLogger.get_instance('test_progress_gif_cap'),
+    )
+    rcnn = model.roi_head.test_cfg
+    assert (rcnn.score_thr, rcnn.max_per_img) == (0.0, 20)
+    hook = ProgressGifHook(
+        num_images=2, size=64, score_thr=0.0, max_instances=3
+    )
+    hook.before_train(runner)
+    hook._training = True
+    hook.render_frame(runner)
+    drawn_by_head = list(rois)
+    # the same model and images without the hook's limits
+    with torch.no_grad():
+        outputs = model.test_step(copy.deepcopy(hook._samples[1]))
+    assert [len(o.pred_instances) for o in outputs] == [20, 20]
+    assert rois[len(drawn_by_head) :] == [40]
+    assert drawn_by_head == [2 * (3 + 1)]
+    assert (rcnn.score_thr, rcnn.max_per_img) == (0.0, 20)  # restored
+    with pytest.raises(Exception, match='max_instances must be >= 1'):
+        ProgressGifHook(max_instances=0)
+    with pytest.raises(
+        Exception, match=r'score_thr must be a score in \[0, 1\]'
+    ):
+        ProgressGifHook(score_thr=1.5)

@@ -11,7 +11,12 @@ plot it per class.
 Writes DIR/gates.npz (block -> images x channels, image ids/files, classes
 per image), class_mean_gates.png, class_offsets.png, stage_histograms.png
 and stage_stats.json. Classes come from --ann, else from the detector's
-predictions (--pred-score-thr). Bad input is one ``error: ...`` line, exit 1.
+predictions (--pred-score-thr). The images of --ann are taken from where the
+config's dataloader reading that file takes them (data_root +
+data_prefix.img), or --img-dir. When the gates carry no information (all
+within 0.001 of 0.5, or none varying by 0.001 across the images) one
+``warning: ...`` line says so, as do stage_stats.json and the figures' titles.
+Bad input is one ``error: ...`` line, exit 1.
 """
 
 import argparse
@@ -57,9 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         '--img-dir',
-        help='images of --ann (default: '
-        '<root>/<split> for <root>/annotations/'
-        'instances_<split>.json)',
+        help="images of --ann (default: where the config's dataloader "
+        'reading --ann takes them from, data_root + data_prefix.img; '
+        'else <root>/<split> for <root>/annotations/instances_<split>.json, '
+        "else the annotation file's folder)",
     )
     p.add_argument(
         '--max-images', type=int, help='the first N images (by id with --ann)'
@@ -141,6 +147,13 @@ def main(args: argparse.Namespace) -> int:
         )
     for path in summary['paths'].values():
         print(f'wrote {path}')
+    if summary['no_information']:
+        print(
+            'warning: the gates carry no information: '
+            f'{summary["no_information"]}; the figures (written all the '
+            'same) show no effect of the classes or the images',
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -45,6 +45,7 @@ from ..visualization.attention import (
     GateSet,
     between_by_chance,
     default_line_blocks,
+    no_information,
     out_paths,
     plot_class_lines,
     plot_offset_heatmap,
@@ -60,6 +61,7 @@ from .inputs import expand_images
 __all__ = [
     'ImageSet',
     'explore_attention',
+    'config_img_dir',
     'images_from_coco',
     'load_backbone',
 ]
@@ -83,11 +85,15 @@ def images_from_coco(
     ann_file: str,
     img_dir: Optional[str] = None,
     max_images: Optional[int] = None,
+    img_dir_from: str = '',
 ) -> ImageSet:
     """The first ``max_images`` images (by id) of a COCO file with the
     classes of their non-crowd annotations. ``img_dir`` defaults to the
     COCO layout's ``<root>/<split>`` for ``<root>/annotations/
-    instances_<split>.json``, else the annotation file's folder."""
+    instances_<split>.json``, else the annotation file's folder
+    (:func:`explore_attention` passes the folder its config reads the
+    images from, and says where that came from in ``img_dir_from``, for
+    the error message)."""
     from pycocotools.coco import COCO
 
     if not osp.isfile(ann_file):
@@ -102,9 +108,12 @@ def images_from_coco(
         ) from None
     if img_dir is None:
         img_dir = _default_img_dir(ann_file)
+        img_dir_from = img_dir_from or 'next to the annotation file'
     if not osp.isdir(img_dir):
+        where = f'{img_dir_from}; ' if img_dir_from else ''
         raise AttentionError(
-            f'image folder not found: {img_dir} (set --img-dir)'
+            f'image folder of {ann_file} not found: {img_dir} '
+            f'({where}set --img-dir)'
         )
     cat_ids = sorted(coco.cats)
     column = {cid: i for i, cid in enumerate(cat_ids)}
@@ -134,6 +143,45 @@ def _default_img_dir(ann_file: str) -> str:
     if osp.basename(folder) == 'annotations' and stem.startswith('instances_'):
         return osp.join(osp.dirname(folder), stem[len('instances_') :])
     return folder
+
+
+def _dataset_chain(dataset):
+    """``dataset`` and the datasets it wraps (``RepeatDataset``,
+    ``ClassBalancedDataset``: ``dataset.dataset``)."""
+    while isinstance(dataset, dict):
+        yield dataset
+        dataset = dataset.get('dataset')
+
+
+def config_img_dir(
+    config: Optional[str], ann_file: str
+) -> Optional[Tuple[str, str]]:
+    """``(folder, where)``: the folder the config's dataloaders read the
+    images of ``ann_file`` from, as mmengine does (``data_root`` joined
+    with ``data_prefix['img']`` of the dataset whose ``ann_file``, joined
+    with ``data_root``, is ``ann_file``; the val, test, then train
+    dataloader), and that dataloader's name; ``None`` when no dataset of
+    ``config`` reads ``ann_file``."""
+    if config is None or not ann_file:
+        return None
+    cfg = load_config(config)
+    target = osp.realpath(ann_file)
+    for key in ('val_dataloader', 'test_dataloader', 'train_dataloader'):
+        loader = cfg.get(key) or {}
+        for dataset in _dataset_chain(loader.get('dataset')):
+            ann = dataset.get('ann_file')
+            if not isinstance(ann, str) or not ann:
+                continue
+            root = dataset.get('data_root') or ''
+            if osp.realpath(osp.join(root, ann)) != target:
+                continue
+            prefix = dict(dataset.get('data_prefix') or {})
+            img = prefix.get('img', prefix.get('img_path', '')) or ''
+            folder = osp.join(root, img) if root else img
+            return folder or '.', (
+                f"the config's {key}: data_root + data_prefix.img"
+            )
+    return None
 
 
 def _backbone_cfg(config: Optional[str], ckpt: dict) -> dict:
@@ -286,14 +334,24 @@ def explore_attention(
     Returns:
         ``{'paths': {...}, 'stats': {stage: {mean, std, between,
         between_chance_mean, between_chance_q95, between_chance_p}},
-        'images': n, 'classes': [...]}``.
+        'images': n, 'classes': [...], 'no_information': why}``, ``why``
+        the reason the gates carry no information
+        (:func:`~eca_mmdet.visualization.attention.no_information`, also
+        in ``stage_stats.json`` and the figures' titles), else ``None``.
     """
     if max_images is not None and max_images < 1:
         raise AttentionError(f'--max-images must be >= 1, got {max_images}')
     if bool(images) == bool(ann_file):
         raise AttentionError('give images or an annotation file (one)')
     if ann_file:
-        image_set = images_from_coco(ann_file, img_dir, max_images)
+        img_dir_from = ''
+        if img_dir is None:
+            found = config_img_dir(config, ann_file)
+            if found is not None:
+                img_dir, img_dir_from = found
+        image_set = images_from_coco(
+            ann_file, img_dir, max_images, img_dir_from
+        )
     else:
         files = expand_images(images)[:max_images]
         image_set = ImageSet(files, list(range(len(files))))
@@ -404,21 +462,29 @@ def write_outputs(
     paths = out_paths(out_dir)
     save_gates(paths['gates'], gate_set)
     n = len(gate_set.image_files)
+    why = no_information(gate_set)
+    warning = f'the gates carry no information: {why}' if why else None
     plot_class_lines(
         gate_set,
         paths['lines'],
         blocks or default_line_blocks(gate_set),
-        title=f'mean ECA gate per class, {n} images',
+        title=f'mean ECA gate per class, {n} images'
+        + (f'; {warning}' if warning else ''),
     )
     if gate_set.class_names and gate_set.image_classes.any():
-        plot_offset_heatmap(gate_set, paths['heatmap'])
+        plot_offset_heatmap(
+            gate_set,
+            paths['heatmap'],
+            title="how far each class's mean gate is from the mean"
+            + (f'\n{warning}' if warning else ''),
+        )
     else:
         del paths['heatmap']  # no classes (images without annotations)
         # the figure of an earlier run into out_dir would pass for this one's
         stale = out_paths(out_dir)['heatmap']
         if osp.isfile(stale):
             os.remove(stale)
-    plot_stage_histograms(gate_set, paths['hist'])
+    plot_stage_histograms(gate_set, paths['hist'], title=warning)
     stats = stage_stats(gate_set)
     chance = between_by_chance(gate_set)
     for stage, values in chance.items():
@@ -432,6 +498,7 @@ def write_outputs(
                 dict(
                     images=n,
                     classes=dict(zip(gate_set.class_names, counts)),
+                    no_information=why,
                     stages=stats,
                 ),
                 indent=1,
@@ -439,5 +506,9 @@ def write_outputs(
             ).encode()
         )
     return dict(
-        paths=paths, stats=stats, images=n, classes=list(gate_set.class_names)
+        paths=paths,
+        stats=stats,
+        images=n,
+        classes=list(gate_set.class_names),
+        no_information=why,
     )

@@ -17,10 +17,15 @@ Enabled in the configs with::
     custom_hooks = [dict(type='ProgressGifHook')]
 
 Options: ``enabled=True``, ``num_images=4``, ``indices=None`` (explicit
-dataset indices instead of the first ``num_images``), ``score_thr=0.3``,
-``fps=2``, ``size=256`` (cell size of each image in px), ``cols=None``,
-``out_dir=None`` (default: the work dir). Turn it off with one option,
-without touching the config file::
+dataset indices instead of the first ``num_images``), ``score_thr=0.3``
+(draw predictions scoring above it), ``max_instances=10`` (draw at most the
+10 highest-scoring predictions per image; ``None``: all), ``fps=2``,
+``size=256`` (cell size of each image in px), ``cols=None``,
+``out_dir=None`` (default: the work dir). A cell that shows no prediction
+(nothing scores above ``score_thr``, as with an untrained model's uniform
+class scores) or not all of them says so at its bottom: ``nothing >
+0.30``, ``top 10 (more > 0.30)``. Turn the hook off with one option, without
+touching the config file::
 
     python tools/train.py CONFIG --cfg-options custom_hooks.0.enabled=False
 
@@ -28,9 +33,15 @@ or ``custom_hooks = [dict(type='ProgressGifHook', enabled=False)]``.
 
 Cost: the model runs once on ``num_images`` images in eval mode under
 ``torch.no_grad()`` (train mode is restored afterwards), plus drawing and
-GIF writing. The hook logs its seconds per call and the share of the epoch's
-training time (also kept in :attr:`ProgressGifHook.timings`). A failure while
-drawing is logged as a warning and never stops training.
+GIF writing. While it runs, the detector's heads keep only what a frame can
+draw: ``score_thr`` and ``max_instances + 1`` detections per image (the one
+more tells whether the cell shows all), so the mask head and the mask
+pasting work on at most 11 instances per image instead of ``max_per_img``
+(100 in mmdet's Mask R-CNN, all of them above ``score_thr`` for a barely
+trained model with few classes). The hook logs its seconds per call and
+the share of the epoch's training time (also kept in
+:attr:`ProgressGifHook.timings`). A failure while drawing is logged as a
+warning and never stops training.
 """
 
 import copy
@@ -49,6 +60,8 @@ from mmengine.model import is_model_wrapper
 
 from ..visualization import (
     StableColorDetVisualizer,
+    VisualizationError,
+    check_score_thr,
     compose_frame,
     format_caption,
     frame_files,
@@ -56,6 +69,7 @@ from ..visualization import (
     save_image,
     write_gif,
 )
+from ..visualization.progress import MAX_INSTANCES
 
 __all__ = ['ProgressGifHook']
 
@@ -73,6 +87,7 @@ class ProgressGifHook(Hook):
         num_images: int = 4,
         indices: Optional[Sequence[int]] = None,
         score_thr: float = 0.3,
+        max_instances: Optional[int] = MAX_INSTANCES,
         fps: float = 2.0,
         size: int = 256,
         cols: Optional[int] = None,
@@ -85,7 +100,17 @@ class ProgressGifHook(Hook):
         self.enabled = bool(enabled)
         self.num_images = int(num_images)
         self.indices = list(indices) if indices else None
-        self.score_thr = float(score_thr)
+        self.score_thr = check_score_thr(
+            score_thr, 'ProgressGifHook.score_thr'
+        )
+        if max_instances is not None and int(max_instances) < 1:
+            raise VisualizationError(
+                'ProgressGifHook.max_instances must be >= 1 or None, got '
+                f'{max_instances!r}'
+            )
+        self.max_instances = (
+            int(max_instances) if max_instances is not None else None
+        )
         self.fps = float(fps)
         self.size = int(size)
         self.cols = cols
@@ -146,24 +171,35 @@ class ProgressGifHook(Hook):
             name=f'eca_progress_gif_{id(self)}'
         ).set_meta(dataset.metainfo)
 
-    def _raise_score_thr(self, model) -> list:
+    def _limit_heads(self, model) -> list:
         """Let the heads drop what the frame would not draw anyway.
 
-        Detections scoring ``<= self.score_thr`` are not drawn; filtering
-        them in the head (before NMS and mask prediction) gives the same
-        drawn set (a low score never suppresses a higher one) and saves
-        most of the mask head's time early in training. Returns what to
-        restore.
+        Detections scoring ``<= self.score_thr`` are not drawn, nor those
+        beyond the ``max_instances`` highest scores of an image; filtering
+        them in the head (``score_thr`` before NMS, ``max_per_img`` after
+        it, both before mask prediction and pasting) gives the same drawn
+        set (a low score never suppresses a higher one; the top-k after
+        NMS are the highest scores) and saves most of the mask head's time
+        when many detections pass, e.g. early in training. One detection
+        more than drawn is kept, to tell whether a cell shows all. Returns
+        what to restore.
         """
+        wanted = dict(score_thr=self.score_thr)
+        if self.max_instances is not None:
+            wanted['max_per_img'] = self.max_instances + 1
         restore = []
         for name in ('roi_head', 'bbox_head'):
             test_cfg = getattr(getattr(model, name, None), 'test_cfg', None)
-            if test_cfg is None or 'score_thr' not in test_cfg:
+            if test_cfg is None:
                 continue
-            old = test_cfg['score_thr']
-            if old is not None and old < self.score_thr:
-                restore.append((test_cfg, old))
-                test_cfg['score_thr'] = self.score_thr
+            for key, value in wanted.items():
+                old = test_cfg.get(key)
+                if old is None:
+                    continue
+                # raise a lower score_thr, lower a higher max_per_img
+                if (old < value) if key == 'score_thr' else (old > value):
+                    restore.append((test_cfg, key, old))
+                    test_cfg[key] = value
         return restore
 
     def render_frame(self, runner, metrics: Optional[dict] = None):
@@ -176,13 +212,13 @@ class ProgressGifHook(Hook):
             model = model.module
         was_training = model.training
         model.eval()
-        restore = self._raise_score_thr(model)
+        restore = self._limit_heads(model)
         try:
             with torch.no_grad():
                 outputs = model.test_step(copy.deepcopy(batch))
         finally:
-            for test_cfg, value in restore:
-                test_cfg['score_thr'] = value
+            for test_cfg, key, value in reversed(restore):
+                test_cfg[key] = value
             model.train(was_training)
         return compose_frame(
             self._visualizer,
@@ -192,6 +228,7 @@ class ProgressGifHook(Hook):
             size=self.size,
             cols=self.cols,
             score_thr=self.score_thr,
+            max_instances=self.max_instances,
         )
 
     def after_val_epoch(

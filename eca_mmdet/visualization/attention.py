@@ -10,6 +10,8 @@ block for each image and the classes in each image. From it:
 * :func:`stage_stats`: per stage, the mean and std of all gate values and
   the mean distance between two classes' mean gates (RMS over channels,
   averaged over class pairs and the stage's blocks);
+* :func:`no_information`: whether the gates carry any information at all
+  (a gate that is the same on every image cannot tell classes apart);
 * the figures: :func:`plot_class_lines` (the ECA paper's figure),
   :func:`plot_offset_heatmap`, :func:`plot_stage_histograms`.
 
@@ -38,7 +40,9 @@ __all__ = [
     'class_offsets',
     'default_line_blocks',
     'load_gates',
+    'no_information',
     'plot_class_lines',
+    'offset_heatmap_figure',
     'plot_offset_heatmap',
     'plot_stage_histograms',
     'save_gates',
@@ -56,6 +60,11 @@ _META_KEYS = (
 
 class AttentionError(EcaMmdetError):
     """Bad input for the attention explorer."""
+
+
+# a gate within this of 0.5, or varying less than this across the images,
+# scales its channel by a constant (see no_information)
+NO_INFORMATION_TOL = 1e-3
 
 
 @dataclass
@@ -236,6 +245,44 @@ def between_by_chance(
     return out
 
 
+def no_information(
+    gate_set: GateSet, tol: float = NO_INFORMATION_TOL
+) -> Optional[str]:
+    """Why the gates of ``gate_set`` carry no information, or ``None``
+    when they may.
+
+    They carry none when every gate of every block is within ``tol`` of 0.5
+    (sigmoid of about 0: e.g. zero ECA weights, or a stage that never
+    trained), or, with two images or more, when no gate varies by ``tol``
+    or more (max - min) across the images: then ECA scales each channel by
+    a fixed factor, whatever the image, and the per-class figures show
+    differences of at most ``tol``, i.e. nothing (a trained model's gates
+    vary by 0.01-0.1 somewhere). Returns a short reason, e.g. ``'every gate
+    is within 0.001 of 0.5 (at most 2.4e-07 away)'``.
+    """
+    if not gate_set.blocks or not gate_set.image_files:
+        return None
+    away = max(
+        float(np.abs(gate_set.gates[b].astype(np.float64) - 0.5).max())
+        for b in gate_set.blocks
+    )
+    if away < tol:
+        return f'every gate is within {tol:g} of 0.5 (at most {away:.2g} away)'
+    n = len(gate_set.image_files)
+    if n < 2:
+        return None
+    spread = max(
+        float(np.ptp(gate_set.gates[b].astype(np.float64), axis=0).max())
+        for b in gate_set.blocks
+    )
+    if spread < tol:
+        return (
+            f'no gate varies by {tol:g} across the {n} images '
+            f'(at most {spread:.2g})'
+        )
+    return None
+
+
 def default_line_blocks(gate_set: GateSet) -> List[str]:
     """The last block of each stage: the paper's figure shows one block per
     stage."""
@@ -249,6 +296,38 @@ def _figure(width: float, height: float):
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _plain_ticks(axis, nbins: Optional[int] = None) -> None:
+    """Tick labels as plain numbers: no offset or exponent text at the
+    axis end (it would overlap the title or the map); at most ``nbins``
+    intervals (long labels of a narrow range stay apart)."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
+    if nbins:
+        axis.set_major_locator(MaxNLocator(nbins=nbins))
+
+
+def _colorbar(fig, image, ax, label: str, high: float):
+    """A colour bar for ``image`` (values from 0 to ``high``) without an
+    offset or exponent text: values under 0.01 are shown in units of a power
+    of ten named in the label, e.g. ``2.5`` and ``(x 1e-4)``."""
+    from matplotlib.ticker import FuncFormatter
+
+    cbar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
+    exponent = int(math.floor(math.log10(high))) if high > 0 else 0
+    if exponent < -2:
+        scale = 10.0**-exponent
+        cbar.formatter = FuncFormatter(lambda v, _: f'{v * scale:g}')
+        label = f'{label} (x 1e{exponent})'
+    else:
+        _plain_ticks(cbar.ax.yaxis)
+    cbar.update_ticks()
+    cbar.set_label(label, fontsize=8)
+    return cbar
 
 
 def _save(fig, out: str) -> str:
@@ -307,6 +386,7 @@ def plot_class_lines(
         ax.set_xlabel('channel', fontsize=8)
         ax.set_ylabel('mean gate', fontsize=8)
         ax.set_xlim(0, max(channels[-1], 1))
+        _plain_ticks(ax.yaxis)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     handles, labels = fig.axes[0].get_legend_handles_labels()
@@ -331,6 +411,11 @@ def plot_offset_heatmap(
 ) -> str:
     """Blocks (rows) x classes (columns): :func:`class_offsets`, annotated
     with the values. Returns ``out``."""
+    return _save(offset_heatmap_figure(gate_set, title), out)
+
+
+def offset_heatmap_figure(gate_set: GateSet, title: Optional[str] = None):
+    """The matplotlib figure of :func:`plot_offset_heatmap`."""
     if not gate_set.class_names:
         raise AttentionError(
             'no classes: the heat map needs images with '
@@ -340,8 +425,15 @@ def plot_offset_heatmap(
     n_blocks, n_classes = offsets.shape
     fig = _figure(1.6 + 1.1 * n_classes, 1.2 + 0.32 * n_blocks)
     ax = fig.add_subplot(1, 1, 1)
+    finite = offsets[np.isfinite(offsets)]
+    high = float(finite.max()) if finite.size else 0.0
     image = ax.imshow(
-        np.ma.masked_invalid(offsets), cmap='viridis', aspect='auto', vmin=0
+        np.ma.masked_invalid(offsets),
+        cmap='viridis',
+        aspect='auto',
+        vmin=0,
+        # all zero (no information): a scale up to the tolerance
+        vmax=high if high > 0 else NO_INFORMATION_TOL,
     )
     ax.set_xticks(
         range(n_classes),
@@ -350,8 +442,6 @@ def plot_offset_heatmap(
         rotation=30 if n_classes > 6 else 0,
     )
     ax.set_yticks(range(n_blocks), gate_set.blocks, fontsize=7)
-    finite = offsets[np.isfinite(offsets)]
-    high = finite.max() if finite.size else 0
     if n_blocks * n_classes <= 400:
         for (r, c), v in np.ndenumerate(offsets):
             if np.isfinite(v):
@@ -364,20 +454,29 @@ def plot_offset_heatmap(
                     fontsize=6,
                     color='w' if v < 0.6 * high else 'k',
                 )
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label(
-        'RMS(class mean - all-image mean)', fontsize=8
+    _colorbar(
+        fig,
+        image,
+        ax,
+        'RMS(class mean - all-image mean)',
+        high if high > 0 else NO_INFORMATION_TOL,
     )
     ax.set_title(
         title or "how far each class's mean gate is from the mean", fontsize=9
     )
     fig.tight_layout()
-    return _save(fig, out)
+    return fig
 
 
-def plot_stage_histograms(gate_set: GateSet, out: str, bins: int = 50) -> str:
+def plot_stage_histograms(
+    gate_set: GateSet,
+    out: str,
+    bins: int = 50,
+    title: Optional[str] = None,
+) -> str:
     """One panel per stage: the distribution of all its gate values (images
-    x channels x blocks) on [0, 1], with the stage's mean and std. Returns
-    ``out``."""
+    x channels x blocks) on [0, 1], with the stage's mean and std, under
+    ``title`` if given. Returns ``out``."""
     stages = gate_set.stages()
     stats = stage_stats(gate_set)
     cols = min(4, len(stages))
@@ -397,7 +496,10 @@ def plot_stage_histograms(gate_set: GateSet, out: str, bins: int = 50) -> str:
             fontsize=9,
         )
         ax.set_xlabel('gate', fontsize=8)
+        _plain_ticks(ax.xaxis, nbins=3)
         ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, out)
 

@@ -14,10 +14,11 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from ..engine.atomic_io import atomic_writer
-from .render import VisualizationError, get_font, make_grid
+from .render import VisualizationError, check_score_thr, get_font, make_grid
 from .visualizer import StableColorDetVisualizer, resize_sample
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     'read_val_metrics',
     'format_caption',
     'compose_frame',
+    'frame_note',
+    'MAX_INSTANCES',
     'write_gif',
     'frame_files',
 ]
@@ -129,6 +132,59 @@ def format_caption(
     return '   '.join(parts)
 
 
+MAX_INSTANCES = 10  # drawn per image of a frame, the highest scores
+
+
+def _drawn_sample(data_sample, score_thr: float, max_instances: Optional[int]):
+    """``(sample, above)``: a sample holding only the predictions a frame
+    draws (scoring above ``score_thr``, the ``max_instances`` highest
+    scores) and how many scored above ``score_thr``. The other predictions
+    are neither copied nor resized: the cost of a frame depends on what it
+    draws."""
+    pred = data_sample.get('pred_instances')
+    if pred is None or 'scores' not in pred:
+        return data_sample, None
+    scores = pred.scores.detach().cpu()
+    above = int((scores > score_thr).sum())
+    keep = min(above, max_instances) if max_instances is not None else above
+    order = torch.argsort(scores, descending=True)[:keep]
+    order = order[scores[order] > score_thr]  # NaN scores are not drawn
+    sample = type(data_sample)(metainfo=data_sample.metainfo)
+    sample.pred_instances = pred[order.to(pred.scores.device)]
+    return sample, above
+
+
+def frame_note(
+    above: Optional[int], shown: int, score_thr: float
+) -> Optional[str]:
+    """The line a cell of a frame carries when it shows no prediction, or
+    not all of the ``above`` scoring above ``score_thr``: ``'nothing >
+    0.30'``, ``'top 10 (more > 0.30)'``; ``None`` otherwise."""
+    if above is None:
+        return None
+    if above == 0:
+        return f'nothing > {score_thr:.2f}'
+    if shown < above:
+        return f'top {shown} (more > {score_thr:.2f})'
+    return None
+
+
+def _put_note(image: np.ndarray, note: str) -> np.ndarray:
+    """``note`` in white on a dark strip at the bottom left of ``image``,
+    in the largest font up to 1/16 of the image that fits its width."""
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    for font_size in range(max(8, min(pil.size) // 16), 5, -1):
+        font = get_font(font_size)
+        x0, y0, x1, y1 = draw.textbbox((0, 0), note, font=font)
+        if x1 - x0 + 6 <= pil.width:
+            break
+    top = pil.height - (y1 - y0 + 4)
+    draw.rectangle((0, top, x1 - x0 + 6, pil.height), fill=(0, 0, 0))
+    draw.text((3 - x0, top + 2 - y0), note, fill=(255, 255, 255), font=font)
+    return np.asarray(pil)
+
+
 def compose_frame(
     visualizer: StableColorDetVisualizer,
     images: Sequence[np.ndarray],
@@ -137,13 +193,23 @@ def compose_frame(
     size: int = 256,
     cols: Optional[int] = None,
     score_thr: float = 0.3,
+    max_instances: Optional[int] = MAX_INSTANCES,
 ) -> Image.Image:
     """One GIF frame: a caption strip on top of a grid of the images with
-    their predictions scoring above ``score_thr``, each drawn at ``size`` px
-    (longer side) in a ``size`` x ``size`` cell. The layout depends only on
-    the number of images, ``size`` and ``cols``."""
+    their predictions scoring above ``score_thr``, at most the
+    ``max_instances`` highest scores per image (``None``: all), each drawn
+    at ``size`` px (longer side) in a ``size`` x ``size`` cell. A cell
+    showing no prediction, or not all above ``score_thr``, says so at its
+    bottom (:func:`frame_note`). The layout depends only on the number of
+    images, ``size`` and ``cols``."""
+    score_thr = check_score_thr(score_thr)
+    if max_instances is not None and int(max_instances) < 1:
+        raise VisualizationError(
+            f'max_instances must be >= 1 or None, got {max_instances!r}'
+        )
     drawn = []
     for img, sample in zip(images, data_samples):
+        sample, above = _drawn_sample(sample, score_thr, max_instances)
         img, sample = resize_sample(img, sample, size)
         visualizer.add_datasample(
             'progress_image',
@@ -153,7 +219,10 @@ def compose_frame(
             pred_score_thr=score_thr,
             out_file=None,
         )
-        drawn.append(visualizer.get_image())
+        cell = visualizer.get_image()
+        shown = len(sample.pred_instances) if above is not None else 0
+        note = frame_note(above, shown, score_thr)
+        drawn.append(_put_note(cell, note) if note else cell)
     grid = make_grid(
         drawn, cols=cols, cell=(size, size), pad=2, background=(32, 32, 32)
     )
