@@ -51,7 +51,9 @@ def _cross_polygon(cx, cy, arm, half) -> List[float]:
     return [float(v) for p in pts for v in p]
 
 
-def _uncompressed_rle(mask: np.ndarray) -> dict:
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's crowd format: run lengths over the column-major pixels,
+    starting with a run of zeros."""
     flat = mask.flatten(order='F')
     counts, current, run = [], 0, 0
     for value in flat:
@@ -63,7 +65,8 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
     return dict(size=list(mask.shape), counts=[int(c) for c in counts])
 
 
-def _box(mask: np.ndarray) -> List[float]:
+def box_of(mask: np.ndarray) -> List[float]:
+    """The COCO box ``[x, y, w, h]`` of a binary mask."""
     ys, xs = np.nonzero(mask)
     return [
         float(xs.min()),
@@ -151,7 +154,7 @@ def _make_split(
                     category_id=category,
                     segmentation=segmentation,
                     area=float(mask.sum()),
-                    bbox=_box(mask),
+                    bbox=box_of(mask),
                     iscrowd=0,
                 )
             )
@@ -164,9 +167,9 @@ def _make_split(
                     id=len(annotations) + first_id * 10 + 1,
                     image_id=image_id,
                     category_id=11,
-                    segmentation=_uncompressed_rle(mask),
+                    segmentation=uncompressed_rle(mask),
                     area=float(mask.sum()),
-                    bbox=_box(mask),
+                    bbox=box_of(mask),
                     iscrowd=1,
                 )
             )

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from own_dataset import box_of, uncompressed_rle
 from tools_testlib import REPO, explain, run_tool
 
 pytest.importorskip('mmdet')
@@ -76,26 +77,6 @@ randomness = dict(seed=0)
 """
 
 
-def _uncompressed_rle(mask):
-    """COCO's crowd format: run lengths over the column-major pixels,
-    starting with a run of zeros."""
-    flat = mask.flatten(order='F')
-    counts, current, run = [], 0, 0
-    for value in flat:
-        if value != current:
-            counts.append(run)
-            current, run = value, 0
-        run += 1
-    counts.append(run)
-    return dict(size=list(mask.shape), counts=[int(c) for c in counts])
-
-
-def _box(mask):
-    ys, xs = np.nonzero(mask)
-    x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-
-
 def _make_split(
     root,
     img_dir,
@@ -148,7 +129,7 @@ def _make_split(
                 draw.polygon(points, fill=1)
                 mask = np.array(layer, dtype=np.uint8)
                 ann['segmentation'] = [[float(p) for p in points]]
-            ann['bbox'] = _box(mask)
+            ann['bbox'] = box_of(mask)
             ann['area'] = float(mask.sum())
             annotations.append(ann)
             canvas.paste(
@@ -164,8 +145,8 @@ def _make_split(
                     image_id=image_id,
                     category_id=CATEGORY_IDS[0],
                     iscrowd=1,
-                    segmentation=_uncompressed_rle(mask),
-                    bbox=_box(mask),
+                    segmentation=uncompressed_rle(mask),
+                    bbox=box_of(mask),
                     area=float(mask.sum()),
                 )
             )
