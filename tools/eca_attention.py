@@ -14,8 +14,9 @@ and stage_stats.json. Classes come from --ann, else from the detector's
 predictions (--pred-score-thr). The images of --ann are taken from where the
 config's dataloader reading that file takes them (data_root +
 data_prefix.img), or --img-dir. When the gates carry no information (all
-within 0.001 of 0.5, or none varying by 0.001 across the images) one
-``warning: ...`` line says so, as do stage_stats.json and the figures' titles.
+0.5, or none changing by 1e-6 across the images) one ``warning: ...`` line
+says so, as do stage_stats.json and the figures' titles; when they all stay
+within 0.001 of 0.5, one ``note: ...`` line.
 Bad input is one ``error: ...`` line, exit 1.
 """
 
@@ -152,6 +153,12 @@ def main(args: argparse.Namespace) -> int:
             'warning: the gates carry no information: '
             f'{summary["no_information"]}; the figures (written all the '
             'same) show no effect of the classes or the images',
+            file=sys.stderr,
+        )
+    elif summary['barely_moving']:
+        print(
+            f'note: the gates barely move: {summary["barely_moving"]}; the '
+            'differences the figures show are at most that large',
             file=sys.stderr,
         )
     return 0

@@ -43,6 +43,7 @@ from ..models import ECAResNet, eca_layers, record_gates
 from ..visualization.attention import (
     AttentionError,
     GateSet,
+    barely_moving,
     between_by_chance,
     default_line_blocks,
     no_information,
@@ -334,10 +335,13 @@ def explore_attention(
     Returns:
         ``{'paths': {...}, 'stats': {stage: {mean, std, between,
         between_chance_mean, between_chance_q95, between_chance_p}},
-        'images': n, 'classes': [...], 'no_information': why}``, ``why``
-        the reason the gates carry no information
-        (:func:`~eca_mmdet.visualization.attention.no_information`, also
-        in ``stage_stats.json`` and the figures' titles), else ``None``.
+        'images': n, 'classes': [...], 'no_information': why,
+        'barely_moving': barely}``: ``why`` the reason the gates carry no
+        information (:func:`~eca_mmdet.visualization.attention.
+        no_information`, also in the figures' titles), else ``None``;
+        ``barely`` says when they do change with the image but all stay
+        within 0.001 of 0.5 (:func:`~eca_mmdet.visualization.attention.
+        barely_moving`), else ``None``. Both are in ``stage_stats.json``.
     """
     if max_images is not None and max_images < 1:
         raise AttentionError(f'--max-images must be >= 1, got {max_images}')
@@ -463,6 +467,7 @@ def write_outputs(
     save_gates(paths['gates'], gate_set)
     n = len(gate_set.image_files)
     why = no_information(gate_set)
+    barely = None if why else barely_moving(gate_set)
     warning = f'the gates carry no information: {why}' if why else None
     plot_class_lines(
         gate_set,
@@ -499,6 +504,7 @@ def write_outputs(
                     images=n,
                     classes=dict(zip(gate_set.class_names, counts)),
                     no_information=why,
+                    barely_moving=barely,
                     stages=stats,
                 ),
                 indent=1,
@@ -511,4 +517,5 @@ def write_outputs(
         images=n,
         classes=list(gate_set.class_names),
         no_information=why,
+        barely_moving=barely,
     )

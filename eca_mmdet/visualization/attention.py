@@ -11,7 +11,8 @@ block for each image and the classes in each image. From it:
   the mean distance between two classes' mean gates (RMS over channels,
   averaged over class pairs and the stage's blocks);
 * :func:`no_information`: whether the gates carry any information at all
-  (a gate that is the same on every image cannot tell classes apart);
+  (a gate that is the same on every image cannot tell classes apart), and
+  :func:`barely_moving`: whether they all stay within 0.001 of 0.5;
 * the figures: :func:`plot_class_lines` (the ECA paper's figure),
   :func:`plot_offset_heatmap`, :func:`plot_stage_histograms`.
 
@@ -36,6 +37,7 @@ __all__ = [
     'AttentionError',
     'GateSet',
     'between_by_chance',
+    'barely_moving',
     'class_means',
     'class_offsets',
     'default_line_blocks',
@@ -62,9 +64,11 @@ class AttentionError(EcaMmdetError):
     """Bad input for the attention explorer."""
 
 
-# a gate within this of 0.5, or varying less than this across the images,
-# scales its channel by a constant (see no_information)
-NO_INFORMATION_TOL = 1e-3
+# gates the same on every image to within this are constant (float32
+# rounding: one float32 step at 0.5 is 6e-8; see no_information)
+NO_INFORMATION_TOL = 1e-6
+# gates all within this of 0.5 barely move (see barely_moving)
+BARELY_MOVING_TOL = 1e-3
 
 
 @dataclass
@@ -245,41 +249,60 @@ def between_by_chance(
     return out
 
 
+def _largest(gate_set: GateSet, of) -> float:
+    return max(
+        float(of(gate_set.gates[b].astype(np.float64)).max())
+        for b in gate_set.blocks
+    )
+
+
 def no_information(
     gate_set: GateSet, tol: float = NO_INFORMATION_TOL
 ) -> Optional[str]:
-    """Why the gates of ``gate_set`` carry no information, or ``None``
-    when they may.
+    """Why the gates of ``gate_set`` carry no information, or ``None``.
 
-    They carry none when every gate of every block is within ``tol`` of 0.5
-    (sigmoid of about 0: e.g. zero ECA weights, or a stage that never
-    trained), or, with two images or more, when no gate varies by ``tol``
-    or more (max - min) across the images: then ECA scales each channel by
-    a fixed factor, whatever the image, and the per-class figures show
-    differences of at most ``tol``, i.e. nothing (a trained model's gates
-    vary by 0.01-0.1 somewhere). Returns a short reason, e.g. ``'every gate
-    is within 0.001 of 0.5 (at most 2.4e-07 away)'``.
+    A gate carries information about an image only if it changes with the
+    image. The gates carry none when every gate of every block is 0.5
+    (within ``tol``: zero ECA weights, or residual branches still at their
+    zero initialisation, whose pooled output is 0) or, with two images or
+    more, when no gate changes by ``tol`` or more (max - min) across the
+    images: then ECA scales each channel by a fixed factor, whatever the
+    image, and the differences between classes in the figures are float
+    rounding. ``tol`` defaults to 1e-6, about 17 float32 steps at 0.5.
+    Returns a short reason, e.g. ``'every gate is 0.5 (within 1e-06)'``.
+    Gates that do change, however little, are not flagged: see
+    :func:`barely_moving`.
     """
     if not gate_set.blocks or not gate_set.image_files:
         return None
-    away = max(
-        float(np.abs(gate_set.gates[b].astype(np.float64) - 0.5).max())
-        for b in gate_set.blocks
-    )
+    away = _largest(gate_set, lambda g: np.abs(g - 0.5))
     if away < tol:
-        return f'every gate is within {tol:g} of 0.5 (at most {away:.2g} away)'
+        return f'every gate is 0.5 (within {tol:g})'
     n = len(gate_set.image_files)
     if n < 2:
         return None
-    spread = max(
-        float(np.ptp(gate_set.gates[b].astype(np.float64), axis=0).max())
-        for b in gate_set.blocks
-    )
+    spread = _largest(gate_set, lambda g: np.ptp(g, axis=0))
     if spread < tol:
         return (
-            f'no gate varies by {tol:g} across the {n} images '
+            f'no gate changes by {tol:g} across the {n} images '
             f'(at most {spread:.2g})'
         )
+    return None
+
+
+def barely_moving(
+    gate_set: GateSet, tol: float = BARELY_MOVING_TOL
+) -> Optional[str]:
+    """``'every gate is within 0.001 of 0.5 (at most 0.00055 away)'`` when
+    all gates are that close to 0.5 (ECA then scales every channel by
+    about 0.5, e.g. after a few epochs from zero-initialised residual
+    branches: the differences the figures show are at most that large),
+    else ``None``."""
+    if not gate_set.blocks or not gate_set.image_files:
+        return None
+    away = _largest(gate_set, lambda g: np.abs(g - 0.5))
+    if away < tol:
+        return f'every gate is within {tol:g} of 0.5 (at most {away:.2g} away)'
     return None
 
 
@@ -433,7 +456,7 @@ def offset_heatmap_figure(gate_set: GateSet, title: Optional[str] = None):
         aspect='auto',
         vmin=0,
         # all zero (no information): a scale up to the tolerance
-        vmax=high if high > 0 else NO_INFORMATION_TOL,
+        vmax=high if high > 0 else BARELY_MOVING_TOL,
     )
     ax.set_xticks(
         range(n_classes),
@@ -459,7 +482,7 @@ def offset_heatmap_figure(gate_set: GateSet, title: Optional[str] = None):
         image,
         ax,
         'RMS(class mean - all-image mean)',
-        high if high > 0 else NO_INFORMATION_TOL,
+        high if high > 0 else BARELY_MOVING_TOL,
     )
     ax.set_title(
         title or "how far each class's mean gate is from the mean", fontsize=9
