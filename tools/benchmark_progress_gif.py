@@ -13,8 +13,10 @@ call the whole ``after_val_epoch`` (prediction on the hook's images, frame,
 PNG, GIF), and reports the fastest call of each (on shared cores
 interference only adds time) next to the slowest. The epoch's training time
 is estimated as ``--epoch-iters`` (default: the length of the config's
-train dataloader) times the fastest of a few training steps (forward and
-backward of one batch of the train dataloader, no optimizer step). The
+train dataloader) times the fastest of a few training steps (mmengine's
+``train_step`` with the config's optimizer on a loaded batch: data loading
+and logging left out, so the epoch is a lower bound and its shares upper
+bounds). The
 last lines say what produced the figures: CPU, threads, torch, commit, UTC
 date and the command line.
 """
@@ -33,6 +35,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmdet.registry import DATASETS  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from eca_mmdet.apis import load_detector  # noqa: E402
@@ -69,21 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_step_seconds(model, cfg, steps: int) -> tuple:
-    """(fastest seconds of a forward + backward of one train batch,
-    iterations per epoch of the config's train dataloader)."""
+    """(fastest seconds of one training step of the config, iterations per
+    epoch of its train dataloader). A step is mmengine's ``train_step``
+    (preprocessing, forward, backward, the config's optimizer step) on a
+    batch already loaded; the weights are restored afterwards."""
     loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader))
+    optim_wrapper = build_optim_wrapper(
+        model, copy.deepcopy(cfg.optim_wrapper)
+    )
+    saved = copy.deepcopy(model.state_dict())
     model.train()
     times = []
     batches = iter(loader)
     for _ in range(steps + 1):  # the first one warms up
         data = next(batches)
         start = time.perf_counter()
-        data = model.data_preprocessor(data, True)
-        losses = model(**data, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
+        model.train_step(data, optim_wrapper)
         times.append(time.perf_counter() - start)
+    model.load_state_dict(saved)
     model.eval()
     return min(times[1:]), len(loader)
 
