@@ -189,7 +189,6 @@ def build_export_model(
     detector.eval()
     model = TensorModel(detector, part or default_part(detector))
     model.cfg = cfg
-    model.preprocessing = dict(cfg.model.get('data_preprocessor') or {})
     return model.eval()
 
 
@@ -674,6 +673,7 @@ def write_preprocessing(record: dict, path: str) -> None:
 def _summary(record: dict) -> str:
     """One line of the steps of ``record``."""
     parts = []
+    normalised = any(s['op'] == 'normalize' for s in record['steps'])
     for step in record['steps']:
         op = step['op']
         if op == 'resize':
@@ -688,9 +688,7 @@ def _summary(record: dict) -> str:
         elif op == 'normalize':
             parts.append(f'mean {step["mean"]}, std {step["std"]}')
         elif op == 'pad':
-            units = (
-                ' (normalised units)' if 'normalize' in step['rule'] else ''
-            )
+            units = ' (normalised units)' if normalised else ''
             parts.append(
                 f'pad to a multiple of {step["size_divisor"]} with '
                 f'{step["value"]:g}{units}'

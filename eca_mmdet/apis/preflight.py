@@ -730,9 +730,8 @@ def preflight_check(
         )
     except EcaMmdetError as error:
         if stale:  # the likely cause of a missing file or unknown class
-            error.args = (f'{error.args[0]} (note: {stale[0]})',) + error.args[
-                1:
-            ]
+            note = f'{error.args[0]} (note: {stale[0]})'
+            error.args = (note, *error.args[1:])
         raise
 
 

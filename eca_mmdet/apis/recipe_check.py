@@ -108,9 +108,11 @@ def config_variable_warnings(
 
     scale = cfg.get('img_scale', None)
     scales = [
-        (f'{key}.pipeline' + sub[len('p') :], node['scale'])
+        (path, node['scale'])
         for key, ds in leaves
-        for sub, node in _walk(ds.get('pipeline', None) or [], 'p')
+        for path, node in _walk(
+            ds.get('pipeline', None) or [], f'{key}.pipeline'
+        )
         if isinstance(node, dict) and 'scale' in node
     ]
     if isinstance(scale, (list, tuple)) and scales:
@@ -164,23 +166,23 @@ def _frozen_parts(backbone: dict) -> List[str]:
 
 def _train_iterations(
     cfg: Config, epoch_images: Optional[int], world_size: int
-) -> Tuple[Optional[int], Optional[int], str]:
-    """(iterations of the run, iterations per epoch, how they were
-    counted); None where unknown."""
+) -> Tuple[Optional[int], str]:
+    """(iterations of the run, how they were counted); None where
+    unknown."""
     train_cfg = cfg.get('train_cfg', None) or {}
     loader = cfg.get('train_dataloader', None) or {}
     if 'max_iters' in train_cfg:
-        return int(train_cfg['max_iters']), None, 'train_cfg.max_iters'
+        return int(train_cfg['max_iters']), 'train_cfg.max_iters'
     epochs = train_cfg.get('max_epochs', None)
     batch = loader.get('batch_size', None)
     if not epochs or not batch or not epoch_images:
-        return None, None, ''
+        return None, ''
     per_epoch = math.ceil(epoch_images / (batch * world_size))
     how = (
         f'{epochs} epochs x {per_epoch} iterations ({epoch_images} images, '
         f'batch {batch} x {world_size} process(es))'
     )
-    return int(epochs) * per_epoch, per_epoch, how
+    return int(epochs) * per_epoch, how
 
 
 def learning_warnings(
@@ -215,7 +217,7 @@ def learning_warnings(
                     f' or start from a recipe: {RECIPES}'
                 )
 
-    total, per_epoch, how = _train_iterations(cfg, epoch_images, world_size)
+    total, how = _train_iterations(cfg, epoch_images, world_size)
     schedulers = cfg.get('param_scheduler', None) or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
