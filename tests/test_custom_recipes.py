@@ -107,6 +107,36 @@ def test_a_child_configs_variables_that_never_arrive_are_named(tmp_path):
     assert len(config_variable_warnings(cfg, _datasets(cfg))) == 2
 
 
+def test_a_base_variable_the_child_leaves_alone_is_not_named(tmp_path):
+    """A child that sets the pipelines directly leaves the base's img_scale
+    unused: that is not the child's mistake, and a saved (flat) config
+    has no base at all."""
+    child = tmp_path / 'child.py'
+    child.write_text(
+        f'_base_ = {str(SCRATCH)!r}\n'
+        'train_dataloader = dict(dataset=dict(pipeline=['
+        "dict(type='LoadImageFromFile'), "
+        "dict(type='Resize', scale=(64, 64), keep_ratio=True), "
+        "dict(type='PackDetInputs')]))\n"
+        'test_dataloader = train_dataloader\n'
+        'val_dataloader = train_dataloader\n'
+    )
+    cfg = Config.fromfile(str(child))
+    assert cfg.img_scale != (64, 64) and _resize_scales(cfg) == [(64, 64)] * 3
+    assert config_variable_warnings(cfg, _datasets(cfg)) == []
+    # the same child assigning img_scale itself is named
+    child.write_text(child.read_text() + 'img_scale = (96, 96)\n')
+    cfg = Config.fromfile(str(child))
+    lines = config_variable_warnings(cfg, _datasets(cfg))
+    assert len(lines) == 1 and 'sets img_scale=(96, 96)' in lines[0], lines
+    # its saved form names nothing
+    saved = tmp_path / 'saved.py'
+    cfg.dump(str(saved))
+    cfg = Config.fromfile(str(saved))
+    assert cfg.img_scale == (96, 96)
+    assert config_variable_warnings(cfg, _datasets(cfg)) == []
+
+
 def test_stock_mmdet_config_has_no_variable_warning():
     cfg = Config.fromfile(
         str(Path(eca_mmdet.config_path('mask_rcnn_ecanet50_1x.py')))
@@ -144,7 +174,7 @@ def test_a_warm_up_longer_than_the_run_warns(tmp_path):
     # 2 epochs x 20 iterations < the recipe's 100-iteration warm-up
     (line,) = learning_warnings(cfg, 40, pretrained=True)
     assert line.startswith('param_scheduler.0 (LinearLR) warms up for 100 ')
-    assert '40 iterations' in line
+    assert 'longer than the whole run (40 iterations' in line
     assert learning_warnings(cfg, 400, pretrained=True) == []
     # split over 8 processes, 400 images are 25 iterations an epoch
     assert len(learning_warnings(cfg, 400, True, world_size=8)) == 1

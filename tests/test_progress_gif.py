@@ -242,6 +242,38 @@ def test_progress_gif_tool(trained_run, tmp_path):
     assert sorted(metrics) == list(range(1, len(frames) + 1))
     assert all(set(m) == {'bbox', 'segm'} for m in metrics.values())
 
+    # --max-instances 1: a frame changes where an image had more than one
+    # prediction above the threshold (counted with the API)
+    from eca_mmdet.apis import load_detector, predict
+
+    model = load_detector(
+        str(trained_run['config']), str(trained_run['checkpoints'][-1])
+    )
+    above = [
+        int((s.pred_instances.scores > 0.05).sum())
+        for s in predict(model, [str(p) for p in val])
+    ]
+    one = tmp_path / 'one.gif'
+    proc = lib.run_script(
+        'tools/progress_gif.py',
+        trained_run['config'],
+        trained_run['work'],
+        *val,
+        '--out',
+        one,
+        '--fps',
+        '3',
+        '--cell-size',
+        '80',
+        '--pred-score-thr',
+        '0.05',
+        '--max-instances',
+        '1',
+    )
+    assert proc.returncode == 0, lib.explain(proc)
+    last, last_one = frames[-1], gif_frames(one)[-1]
+    assert np.array_equal(last, last_one) == (max(above) <= 1), above
+
 
 @pytest.mark.slow
 def test_progress_gif_tool_errors(tmp_path, shapes_data, tiny_config):
@@ -260,6 +292,21 @@ def test_progress_gif_tool_errors(tmp_path, shapes_data, tiny_config):
         == f'error: no epoch_*.pth in {tmp_path}'
     )
     assert not os.path.exists(tmp_path / 'x.gif')
+    proc = lib.run_script(
+        'tools/progress_gif.py',
+        tiny_config,
+        tmp_path,
+        shapes_data / 'val',
+        '--out',
+        tmp_path / 'x.gif',
+        '--max-instances',
+        '-1',
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == 'error: --max-instances must be >= 0 (0: all), got -1'
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 predictions on IMAGE(s) and that epoch's val bbox/segm mAP from the log.
 
     python tools/progress_gif.py CONFIG WORK_DIR IMAGE... --out FILE.gif \
-        [--fps 2] [--cell-size 256] [--pred-score-thr 0.3]
+        [--fps 2] [--cell-size 256] [--pred-score-thr 0.3] \
+        [--max-instances 10]
 """
 
 import argparse
@@ -25,8 +26,9 @@ from eca_mmdet.apis.common import (
 )
 from eca_mmdet.apis.inputs import expand_images  # noqa: E402
 from eca_mmdet.engine import refuse_overwriting_inputs  # noqa: E402
-from eca_mmdet.visualization import (
-    StableColorDetVisualizer,  # noqa: E402
+from eca_mmdet.visualization import (  # noqa: E402
+    MAX_INSTANCES,
+    StableColorDetVisualizer,
     VisualizationError,
     check_score_thr,
     compose_frame,
@@ -66,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         aliases=['--score-thr'],
         help='draw predictions scoring above this, in [0, 1] (0.3)',
     )
+    p.add_argument(
+        '--max-instances',
+        type=int,
+        default=MAX_INSTANCES,
+        metavar='N',
+        help='draw at most the N highest-scoring predictions per image; '
+        f'0: all ({MAX_INSTANCES})',
+    )
     p.add_argument('--cols', type=int, default=None)
     p.add_argument('--device', default='cpu')
     return p
@@ -73,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     check_score_thr(args.pred_score_thr, '--pred-score-thr')
+    if args.max_instances < 0:
+        raise VisualizationError(
+            f'--max-instances must be >= 0 (0: all), got {args.max_instances}'
+        )
     if not osp.isdir(args.work_dir):
         raise VisualizationError(f'work dir not found: {args.work_dir}')
     checkpoints = epoch_checkpoints(args.work_dir)
@@ -110,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
                 size=args.cell_size,
                 cols=args.cols,
                 score_thr=args.pred_score_thr,
+                max_instances=args.max_instances or None,
             )
         )
         model.cpu()

@@ -5,17 +5,18 @@ starts (:func:`~eca_mmdet.apis.preflight.preflight_check` calls these):
 - a backbone trained from scratch (no ``load_from``, no pretrained
   ``init_cfg``) with frozen stages or frozen norm layers: those weights stay
   at their random initial values;
-- a warm-up longer than the whole run: the learning rate never reaches the
-  configured one;
+- a warm-up as long as the whole run or longer: the learning rate never
+  reaches the configured one;
 - a config variable (``data_root``, ``classes``, ``metainfo``,
   ``img_scale``) whose value no dataloader uses: a child config set it, but
   mmengine had already built the base's dataloaders, heads and pipelines
   from the base's value.
 """
 
+import ast
 import math
 import os.path as osp
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from mmengine.config import Config
 
@@ -46,6 +47,31 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
+def _inheriting_file_sets(path: Optional[str]) -> Set[str]:
+    """The names a Python config file assigns at its top level, if it
+    inherits (assigns ``_base_``); else, or when it cannot be read, an
+    empty set."""
+    if not path or not str(path).endswith('.py') or not osp.isfile(path):
+        return set()
+    try:
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            elements = getattr(target, 'elts', [target])
+            names.update(e.id for e in elements if isinstance(e, ast.Name))
+    return names if '_base_' in names else set()
+
+
 def config_variable_warnings(
     cfg: Config, datasets: Dict[str, List[Tuple[str, dict]]]
 ) -> List[str]:
@@ -56,13 +82,18 @@ def config_variable_warnings(
     The case it is for: a child config sets ``data_root``, ``classes`` or
     ``img_scale`` over a base that built its dicts from its own value;
     mmengine merges the child's variable but does not rebuild the base's
-    dicts. Only variables some dataset could use are compared (a
-    ``data_root`` when a dataset has one, ``img_scale`` when a pipeline step
-    has a ``scale``), and one that any dataset uses passes, so multi-dataset
-    configs that read several roots do not warn.
+    dicts. So only variables that the file ``cfg.filename`` itself assigns
+    while it inherits (a ``_base_``) are compared: a base's variable left
+    as it was by a child that sets the dicts directly, or a config without
+    a base (e.g. the one a run saves), says nothing. Only variables some
+    dataset could use are compared (a ``data_root`` when a dataset has one,
+    ``img_scale`` when a pipeline step has a ``scale``), and one that any
+    dataset uses passes, so multi-dataset configs that read several roots
+    do not warn.
     """
     leaves = [item for items in datasets.values() for item in items]
-    if not leaves:
+    own = _inheriting_file_sets(cfg.filename)
+    if not leaves or not own:
         return []
     source = osp.basename(cfg.filename) if cfg.filename else 'the config'
     advice = (
@@ -78,7 +109,7 @@ def config_variable_warnings(
         for key, ds in leaves
         if isinstance(ds.get('data_root', None), str)
     ]
-    if isinstance(root, str) and roots:
+    if 'data_root' in own and isinstance(root, str) and roots:
         if all(osp.normpath(r) != osp.normpath(root) for _, r in roots):
             key, used = roots[0]
             lines.append(
@@ -86,9 +117,9 @@ def config_variable_warnings(
                 f'it ({key}.data_root={used!r}): {advice}'
             )
 
-    wanted = cfg.get('classes', None)
+    wanted = cfg.get('classes', None) if 'classes' in own else None
     name = 'classes'
-    if wanted is None:
+    if wanted is None and 'metainfo' in own:
         wanted = (cfg.get('metainfo', None) or {}).get('classes', None)
         name = 'metainfo.classes'
     declared = [
@@ -115,7 +146,7 @@ def config_variable_warnings(
         )
         if isinstance(node, dict) and 'scale' in node
     ]
-    if isinstance(scale, (list, tuple)) and scales:
+    if 'img_scale' in own and isinstance(scale, (list, tuple)) and scales:
         if all(_as_tuple(s) != _as_tuple(scale) for _, s in scales):
             key, used = scales[0]
             lines.append(
@@ -185,6 +216,10 @@ def _train_iterations(
     return int(epochs) * per_epoch, how
 
 
+def _as_long(warm_up: float, run: int) -> str:
+    return 'as long as' if warm_up == run else 'longer than'
+
+
 def learning_warnings(
     cfg: Config,
     epoch_images: Optional[int],
@@ -238,7 +273,8 @@ def learning_warnings(
             if epochs and end >= epochs:
                 lines.append(
                     f'param_scheduler.{index} ({kind}) warms up for {end} '
-                    f'epoch(s), as long as the whole run ({epochs} epochs): '
+                    f'epoch(s), {_as_long(end, epochs)} the whole run '
+                    f'({epochs} epochs): '
                     'the learning rate never reaches the configured one; '
                     'shorten the warm-up or train longer'
                 )
@@ -246,7 +282,8 @@ def learning_warnings(
         if total is not None and end >= total:
             lines.append(
                 f'param_scheduler.{index} ({kind}) warms up for {end} '
-                f'iterations, longer than the whole run ({total} iterations: '
+                f'iterations, {_as_long(end, total)} the whole run ({total} '
+                f'iterations: '
                 f'{how}): the learning rate never reaches the configured '
                 'one; shorten the warm-up (e.g. end=1 epoch: by_epoch=True, '
                 'convert_to_iter_based=True) or train longer'

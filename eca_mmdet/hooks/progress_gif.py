@@ -59,6 +59,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ..visualization import (
+    MAX_INSTANCES,
     StableColorDetVisualizer,
     VisualizationError,
     check_score_thr,
@@ -69,7 +70,6 @@ from ..visualization import (
     save_image,
     write_gif,
 )
-from ..visualization.progress import MAX_INSTANCES
 
 __all__ = ['ProgressGifHook']
 

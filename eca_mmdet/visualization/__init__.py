@@ -8,6 +8,7 @@ Importing it registers ``StableColorDetVisualizer`` in mmdet's
 """
 
 from .progress import (
+    MAX_INSTANCES,
     compose_frame,
     epoch_checkpoints,
     format_caption,
@@ -38,6 +39,7 @@ from .visualizer import (
 __all__ = [
     'CONTACT_SHEET',
     'IMG_EXTENSIONS',
+    'MAX_INSTANCES',
     'StableColorDetVisualizer',
     'VisualizationError',
     'check_score_thr',
