@@ -137,10 +137,25 @@ def test_a_base_variable_the_child_leaves_alone_is_not_named(tmp_path):
     assert config_variable_warnings(cfg, _datasets(cfg)) == []
 
 
-def test_stock_mmdet_config_has_no_variable_warning():
-    cfg = Config.fromfile(
-        str(Path(eca_mmdet.config_path('mask_rcnn_ecanet50_1x.py')))
-    )
+@pytest.mark.parametrize(
+    'name',
+    [
+        'mask_rcnn_ecanet50_1x.py',
+        # img_scale used by Mosaic inside a MultiImageMixDataset wrapper
+        'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
+        # data_root used as the start of each subset's root
+        'mmdet::glip/odinw/glip_atss_swin-t_a_fpn_dyhead_pretrain_odinw13.py',
+    ],
+)
+def test_stock_configs_have_no_variable_warning(name):
+    import mmdet
+
+    if name.startswith('mmdet::'):
+        configs = Path(mmdet.__file__).parent / '.mim' / 'configs'
+        path = configs / name[len('mmdet::') :]
+    else:
+        path = Path(eca_mmdet.config_path(name))
+    cfg = Config.fromfile(str(path))
     assert config_variable_warnings(cfg, _datasets(cfg)) == []
 
 

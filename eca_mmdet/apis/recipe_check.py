@@ -47,6 +47,13 @@ def _as_tuple(value: Any) -> Any:
     return value
 
 
+def _under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or inside it (a dataset root built as
+    ``data_root + 'subset/'`` reads the variable too)."""
+    path, root = osp.normpath(path), osp.normpath(root)
+    return path == root or path.startswith(root.rstrip(osp.sep) + osp.sep)
+
+
 def _inheriting_file_sets(path: Optional[str]) -> Set[str]:
     """The names a Python config file assigns at its top level, if it
     inherits (assigns ``_base_``); else, or when it cannot be read, an
@@ -87,9 +94,10 @@ def config_variable_warnings(
     as it was by a child that sets the dicts directly, or a config without
     a base (e.g. the one a run saves), says nothing. Only variables some
     dataset could use are compared (a ``data_root`` when a dataset has one,
-    ``img_scale`` when a pipeline step has a ``scale``), and one that any
-    dataset uses passes, so multi-dataset configs that read several roots
-    do not warn.
+    ``img_scale`` when a step of a dataloader has a ``scale`` or an
+    ``img_scale``), and one that any dataset uses passes (a ``data_root``
+    also as the start of a dataset's root), so multi-dataset configs that
+    read several roots do not warn.
     """
     leaves = [item for items in datasets.values() for item in items]
     own = _inheriting_file_sets(cfg.filename)
@@ -110,7 +118,7 @@ def config_variable_warnings(
         if isinstance(ds.get('data_root', None), str)
     ]
     if 'data_root' in own and isinstance(root, str) and roots:
-        if all(osp.normpath(r) != osp.normpath(root) for _, r in roots):
+        if not any(_under(r, root) for _, r in roots):
             key, used = roots[0]
             lines.append(
                 f'{source} sets data_root={root!r}, but no dataloader reads '
@@ -138,20 +146,22 @@ def config_variable_warnings(
             )
 
     scale = cfg.get('img_scale', None)
+    # any scale of the dataloaders: pipelines of wrappers too
+    # (MultiImageMixDataset), Mosaic's and MixUp's img_scale
     scales = [
-        (path, node['scale'])
-        for key, ds in leaves
-        for path, node in _walk(
-            ds.get('pipeline', None) or [], f'{key}.pipeline'
-        )
-        if isinstance(node, dict) and 'scale' in node
+        (f'{path}.{name}', node[name])
+        for key in datasets
+        for path, node in _walk(cfg.get(key, None), key)
+        if isinstance(node, dict)
+        for name in ('scale', 'img_scale')
+        if name in node
     ]
     if 'img_scale' in own and isinstance(scale, (list, tuple)) and scales:
         if all(_as_tuple(s) != _as_tuple(scale) for _, s in scales):
             key, used = scales[0]
             lines.append(
                 f'{source} sets img_scale={_as_tuple(scale)!r}, but no '
-                f'pipeline step uses it ({key}.scale={_as_tuple(used)!r}): '
+                f'pipeline step uses it ({key}={_as_tuple(used)!r}): '
                 f'{advice}'
             )
     return lines
