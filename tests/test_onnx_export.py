@@ -269,6 +269,32 @@ def test_two_stage_tensor_mode_is_blocked_by_mmdet_itself(tmp_path):
         )
 
 
+def test_export_failing_while_writing_leaves_the_old_file(
+    tmp_path, monkeypatch
+):
+    def dies_halfway(model, args, f, **kwargs):
+        # what a full disk or a kill does: part of the graph is written
+        if isinstance(f, str):  # the path itself
+            with open(f, 'wb') as opened:
+                opened.write(b'half a gra')
+        else:  # a file object to write through
+            f.write(b'half a gra')
+        raise OSError(28, 'No space left on device')
+
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'the previous export')
+    with monkeypatch.context() as m:
+        m.setattr(torch.onnx, 'export', dies_halfway)
+        with pytest.raises(export_api.ExportError, match='No space left'):
+            export_onnx(torch.nn.Conv2d(3, 4, 3), str(out), (32, 32))
+    assert out.read_bytes() == b'the previous export'
+    assert os.listdir(tmp_path) == ['model.onnx']  # no temp file left
+    # a working model replaces it with a complete graph
+    export_onnx(torch.nn.Conv2d(3, 4, 3), str(out), (32, 32))
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert os.listdir(tmp_path) == ['model.onnx']
+
+
 # tools/export_onnx.py (in-process: its main)
 
 SHAPES = osp.join(REPO, 'configs/shapes/mask_rcnn_ecaresnet18_shapes.py')

@@ -30,7 +30,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..engine import EcaMmdetError, atomic_write, refuse_overwriting_inputs
+from ..engine import (
+    EcaMmdetError,
+    atomic_write,
+    atomic_writer,
+    refuse_overwriting_inputs,
+)
 from ..engine.checkpoint import load_fitting_checkpoint
 from ..engine.errors import first_line
 from .common import CfgOptionsAction, CliArgumentParser, load_config, run_cli
@@ -232,13 +237,14 @@ def export_onnx(
         axes[name] = {0: 'batch'}
         if t.dim() == 4:
             axes[name].update({2: f'{name}_height', 3: f'{name}_width'})
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
-        with torch.no_grad():
+        # through a temp file renamed over ``out``: a failed or killed
+        # export leaves the old file (or none), never a partial one
+        with atomic_writer(out) as f, torch.no_grad():
             torch.onnx.export(
                 model,
                 (x,),
-                out,
+                f,
                 input_names=[INPUT_NAME],
                 output_names=list(names),
                 dynamic_axes=axes,

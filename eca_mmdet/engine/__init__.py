@@ -10,7 +10,7 @@ Importing it only adds registry entries to mmengine;
 loader and the atomic backend (see :mod:`.fixes`).
 """
 
-from .atomic_io import AtomicLocalBackend, atomic_write
+from .atomic_io import AtomicLocalBackend, atomic_write, atomic_writer
 from .checkpoint import (
     CheckpointLoadError,
     CheckpointMismatchError,
@@ -43,6 +43,7 @@ from .paths import (
 __all__ = [
     'AtomicLocalBackend',
     'atomic_write',
+    'atomic_writer',
     'CPUDistributedDataParallel',
     'CheckpointLoadError',
     'CheckpointMismatchError',
