@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from own_dataset import CLASSES
-from tools_testlib import REPO, explain, run_tool
+from own_dataset import CATEGORIES, CLASSES
+from tools_testlib import REPO, explain, run_stock_apis, run_tool
 
 pytest.importorskip('mmdet')
 
@@ -290,4 +290,29 @@ def test_scratch_recipe_learns_on_data_unlike_the_shapes(own_data, tmp_path):
     )
     assert best_box >= MIN_BOX_MAP, metrics
     assert best_mask >= MIN_MASK_MAP, metrics
-    assert list(work.glob('best_coco_bbox_mAP_epoch_*.pth'))
+    (best,) = work.glob('best_coco_bbox_mAP_epoch_*.pth')
+
+    # tools/test.py on the config the run saved: the best epoch's val mAP
+    # again, with the annotation file's category ids
+    saved = work / copy.name
+    out = tmp_path / 'test'
+    proc = run_tool(['test.py', saved, best, '--work-dir', out], cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    tested = json.loads((out / 'metrics.json').read_text())
+    assert abs(tested['coco/bbox_mAP'] - best_box) < 1e-3, (tested, best_box)
+    dets = json.loads((out / 'results.bbox.json').read_text())
+    assert {d['category_id'] for d in dets} == {c['id'] for c in CATEGORIES}
+
+    # mmdet's own APIs on it, on a val image with objects
+    val = json.loads((own_data / 'annotations' / 'val.json').read_text())
+    with_objects = {
+        a['image_id'] for a in val['annotations'] if not a['iscrowd']
+    }
+    name = next(i for i in val['images'] if i['id'] in with_objects)
+    stock = run_stock_apis(
+        saved, best, own_data / 'val' / name['file_name'], cwd=tmp_path
+    )
+    assert stock['classes'] == list(CLASSES)
+    assert stock['path_n'] > 0 and stock['path_n'] == stock['array_n']
+    assert stock['same_boxes'] and stock['inferencer_boxes']
+    assert stock['inferencer_n'] == stock['path_n']

@@ -210,14 +210,13 @@ def test_interrupted_run_keeps_gif_of_completed_epochs(trained_run, tmp_path):
 # ----------------------------------------------------------------------------
 # tools/progress_gif.py
 # ----------------------------------------------------------------------------
-def test_progress_gif_tool(trained_run, tmp_path):
-    val = sorted((trained_run['data'] / 'val').glob('*.png'))[:2]
-    out = tmp_path / 'progress.gif'
+def _progress_gif(trained_run, images, out, *options):
+    """The frames tools/progress_gif.py writes for the session's run."""
     proc = lib.run_script(
         'tools/progress_gif.py',
         trained_run['config'],
         trained_run['work'],
-        *val,
+        *images,
         '--out',
         out,
         '--fps',
@@ -226,9 +225,15 @@ def test_progress_gif_tool(trained_run, tmp_path):
         '80',
         '--pred-score-thr',
         '0.05',
+        *options,
     )
     assert proc.returncode == 0, lib.explain(proc)
-    frames = gif_frames(out)
+    return gif_frames(out)
+
+
+def test_progress_gif_tool(trained_run, tmp_path):
+    val = sorted((trained_run['data'] / 'val').glob('*.png'))[:2]
+    frames = _progress_gif(trained_run, val, tmp_path / 'progress.gif')
     assert len(frames) == len(trained_run['checkpoints'])
     assert all(f.shape == frames[0].shape for f in frames)
     # the predictions (below the caption) change between epochs
@@ -253,25 +258,10 @@ def test_progress_gif_tool(trained_run, tmp_path):
         int((s.pred_instances.scores > 0.05).sum())
         for s in predict(model, [str(p) for p in val])
     ]
-    one = tmp_path / 'one.gif'
-    proc = lib.run_script(
-        'tools/progress_gif.py',
-        trained_run['config'],
-        trained_run['work'],
-        *val,
-        '--out',
-        one,
-        '--fps',
-        '3',
-        '--cell-size',
-        '80',
-        '--pred-score-thr',
-        '0.05',
-        '--max-instances',
-        '1',
+    one = _progress_gif(
+        trained_run, val, tmp_path / 'one.gif', '--max-instances', '1'
     )
-    assert proc.returncode == 0, lib.explain(proc)
-    last, last_one = frames[-1], gif_frames(one)[-1]
+    last, last_one = frames[-1], one[-1]
     assert np.array_equal(last, last_one) == (max(above) <= 1), above
 
 

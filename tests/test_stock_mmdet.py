@@ -12,6 +12,7 @@ import pytest
 from tools_testlib import (
     REPO,
     explain,
+    run_stock_apis,
     run_tool,
     tool_env,
     write_config,
@@ -45,60 +46,15 @@ def test_saved_config_keeps_the_stock_image_loader(trained):
     assert set(SAFETY_HOOKS) <= set(listed)  # added by tools/train.py
 
 
-STOCK_APIS = r"""
-import json, sys
-import numpy as np
-from PIL import Image
-from mmdet.apis import DetInferencer, inference_detector, init_detector
-config, ckpt, img = sys.argv[1:4]
-out = {}
-model = init_detector(config, ckpt, device='cpu')
-out['classes'] = list(model.dataset_meta['classes'])
-by_path = inference_detector(model, img)
-array = np.array(Image.open(img).convert('RGB'))[..., ::-1].copy()  # BGR
-by_array = inference_detector(model, array)
-out['path_n'] = len(by_path.pred_instances)
-out['array_n'] = len(by_array.pred_instances)
-out['same_boxes'] = bool(np.allclose(
-    by_path.pred_instances.bboxes.numpy(),
-    by_array.pred_instances.bboxes.numpy(), atol=1e-3))
-inferencer = DetInferencer(model=config, weights=ckpt, device='cpu',
-                           show_progress=False)
-res = inferencer(img, return_vis=False, no_save_pred=True)
-pred = res['predictions'][0]
-out['inferencer_n'] = len(pred['labels'])
-out['inferencer_boxes'] = bool(np.allclose(
-    np.array(pred['bboxes']).reshape(-1, 4),
-    by_path.pred_instances.bboxes.numpy(), atol=1e-2))
-print(json.dumps(out))
-"""
-
-
 @pytest.mark.slow
 def test_stock_mmdet_apis_on_the_saved_config(trained):
     """What mmdet users do with a trained model, unchanged, on the config
     the run saved (a fresh process: nothing of ours is imported but what the
     config's custom_imports name)."""
     img = sorted((trained['data'] / 'val').glob('*.png'))[0]
-    env = tool_env()
-    env.pop('PYTHONPATH')  # the installed package, as a user has it
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-c',
-            STOCK_APIS,
-            str(trained['saved']),
-            str(trained['ckpt']),
-            str(img),
-        ],
-        cwd=str(trained['root']),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_stock_apis(
+        trained['saved'], trained['ckpt'], img, cwd=trained['root']
     )
-    assert proc.returncode == 0, explain(proc)
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out['classes'] == ['circle', 'square', 'triangle', 'star']
     # the tiny config keeps every detection (score_thr=0): boxes exist
     assert out['path_n'] > 0 and out['path_n'] == out['array_n']

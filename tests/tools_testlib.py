@@ -250,6 +250,56 @@ def explain(proc: subprocess.CompletedProcess) -> str:
     )
 
 
+# mmdet's own inference APIs on a saved config and checkpoint, in a fresh
+# process: init_detector + inference_detector (path, then BGR array) and
+# DetInferencer; prints a JSON summary
+STOCK_APIS = r"""
+import json, sys
+import numpy as np
+from PIL import Image
+from mmdet.apis import DetInferencer, inference_detector, init_detector
+config, ckpt, img = sys.argv[1:4]
+out = {}
+model = init_detector(config, ckpt, device='cpu')
+out['classes'] = list(model.dataset_meta['classes'])
+by_path = inference_detector(model, img)
+array = np.array(Image.open(img).convert('RGB'))[..., ::-1].copy()  # BGR
+by_array = inference_detector(model, array)
+out['path_n'] = len(by_path.pred_instances)
+out['array_n'] = len(by_array.pred_instances)
+out['same_boxes'] = bool(np.allclose(
+    by_path.pred_instances.bboxes.numpy(),
+    by_array.pred_instances.bboxes.numpy(), atol=1e-3))
+inferencer = DetInferencer(model=config, weights=ckpt, device='cpu',
+                           show_progress=False)
+res = inferencer(img, return_vis=False, no_save_pred=True)
+pred = res['predictions'][0]
+out['inferencer_n'] = len(pred['labels'])
+out['inferencer_boxes'] = bool(np.allclose(
+    np.array(pred['bboxes']).reshape(-1, 4),
+    by_path.pred_instances.bboxes.numpy(), atol=1e-2))
+print(json.dumps(out))
+"""
+
+
+def run_stock_apis(config: Path, ckpt: Path, img: Path, cwd: Path) -> dict:
+    """Run :data:`STOCK_APIS` with the installed package, as a user has it
+    (no PYTHONPATH into the checkout): nothing of ours is imported but what
+    the config's ``custom_imports`` name."""
+    env = tool_env()
+    env.pop('PYTHONPATH')
+    proc = subprocess.run(
+        [sys.executable, '-c', STOCK_APIS, str(config), str(ckpt), str(img)],
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, explain(proc)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

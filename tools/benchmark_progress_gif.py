@@ -98,13 +98,7 @@ def _detections(model, hook, runner) -> list:
     """Detections per image above the hook's score_thr, uncapped."""
     hook._prepare(runner)
     _, batch = hook._samples
-    restore = hook._limit_heads(model)
-    try:
-        with torch.no_grad():
-            outputs = model.test_step(copy.deepcopy(batch))
-    finally:
-        for test_cfg, key, value in reversed(restore):
-            test_cfg[key] = value
+    outputs = hook._predict(model, batch)
     return [
         int((o.pred_instances.scores > hook.score_thr).sum()) for o in outputs
     ]

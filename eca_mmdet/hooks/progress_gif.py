@@ -202,6 +202,20 @@ class ProgressGifHook(Hook):
                     test_cfg[key] = value
         return restore
 
+    def _predict(self, model, batch) -> list:
+        """``model``'s predictions on ``batch`` in eval mode with the heads
+        limited (:meth:`_limit_heads`); its mode and test_cfg restored."""
+        was_training = model.training
+        model.eval()
+        restore = self._limit_heads(model)
+        try:
+            with torch.no_grad():
+                return model.test_step(copy.deepcopy(batch))
+        finally:
+            for test_cfg, key, value in reversed(restore):
+                test_cfg[key] = value
+            model.train(was_training)
+
     def render_frame(self, runner, metrics: Optional[dict] = None):
         """The current model's frame (a PIL image) for ``runner.epoch``."""
         if self._samples is None:
@@ -210,16 +224,7 @@ class ProgressGifHook(Hook):
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
-        was_training = model.training
-        model.eval()
-        restore = self._limit_heads(model)
-        try:
-            with torch.no_grad():
-                outputs = model.test_step(copy.deepcopy(batch))
-        finally:
-            for test_cfg, key, value in reversed(restore):
-                test_cfg[key] = value
-            model.train(was_training)
+        outputs = self._predict(model, batch)
         return compose_frame(
             self._visualizer,
             images,
