@@ -267,36 +267,26 @@ def test_progress_gif_tool(trained_run, tmp_path):
 
 @pytest.mark.slow
 def test_progress_gif_tool_errors(tmp_path, shapes_data, tiny_config):
-    proc = lib.run_script(
-        'tools/progress_gif.py',
-        tiny_config,
-        tmp_path,
-        shapes_data / 'val',
-        '--out',
-        tmp_path / 'x.gif',
-    )
-    assert proc.returncode == 1
-    assert 'Traceback' not in proc.stderr
-    assert (
-        proc.stderr.strip().splitlines()[-1]
-        == f'error: no epoch_*.pth in {tmp_path}'
-    )
-    assert not os.path.exists(tmp_path / 'x.gif')
-    proc = lib.run_script(
-        'tools/progress_gif.py',
-        tiny_config,
-        tmp_path,
-        shapes_data / 'val',
-        '--out',
-        tmp_path / 'x.gif',
-        '--max-instances',
-        '-1',
-    )
-    assert proc.returncode == 1
-    assert (
-        proc.stderr.strip().splitlines()[-1]
-        == 'error: --max-instances must be >= 0 (0: all), got -1'
-    )
+    for options, message in [
+        ((), f'error: no epoch_*.pth in {tmp_path}'),
+        (
+            ('--max-instances', '-1'),
+            'error: --max-instances must be >= 0 (0: all), got -1',
+        ),
+    ]:
+        proc = lib.run_script(
+            'tools/progress_gif.py',
+            tiny_config,
+            tmp_path,
+            shapes_data / 'val',
+            '--out',
+            tmp_path / 'x.gif',
+            *options,
+        )
+        assert proc.returncode == 1
+        assert 'Traceback' not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == message
+        assert not os.path.exists(tmp_path / 'x.gif')
 
 
 # ----------------------------------------------------------------------------
