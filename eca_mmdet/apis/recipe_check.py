@@ -149,12 +149,12 @@ def config_variable_warnings(
     # any scale of the dataloaders: pipelines of wrappers too
     # (MultiImageMixDataset), Mosaic's and MixUp's img_scale
     scales = [
-        (f'{path}.{name}', node[name])
+        (f'{path}.{field}', node[field])
         for key in datasets
         for path, node in _walk(cfg.get(key, None), key)
         if isinstance(node, dict)
-        for name in ('scale', 'img_scale')
-        if name in node
+        for field in ('scale', 'img_scale')
+        if field in node
     ]
     if 'img_scale' in own and isinstance(scale, (list, tuple)) and scales:
         if all(_as_tuple(s) != _as_tuple(scale) for _, s in scales):
@@ -284,18 +284,16 @@ def learning_warnings(
                 lines.append(
                     f'param_scheduler.{index} ({kind}) warms up for {end} '
                     f'epoch(s), {_as_long(end, epochs)} the whole run '
-                    f'({epochs} epochs): '
-                    'the learning rate never reaches the configured one; '
-                    'shorten the warm-up or train longer'
+                    f'({epochs} epochs): the learning rate never reaches the '
+                    'configured one; shorten the warm-up or train longer'
                 )
             continue
         if total is not None and end >= total:
             lines.append(
                 f'param_scheduler.{index} ({kind}) warms up for {end} '
                 f'iterations, {_as_long(end, total)} the whole run ({total} '
-                f'iterations: '
-                f'{how}): the learning rate never reaches the configured '
-                'one; shorten the warm-up (e.g. end=1 epoch: by_epoch=True, '
-                'convert_to_iter_based=True) or train longer'
+                f'iterations: {how}): the learning rate never reaches the '
+                'configured one; shorten the warm-up (e.g. end=1 epoch: '
+                'by_epoch=True, convert_to_iter_based=True) or train longer'
             )
     return lines
